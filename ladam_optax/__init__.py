@@ -1,0 +1,33 @@
+"""LAdam, LAdamW, LAdaGrad and LRMSProp as Optax gradient transformations."""
+
+from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
+from ladam_optax._auto import suggest_c2
+from ladam_optax._laplacian import laplacian
+from ladam_optax._transform import (
+    ScaleByLAdaGradState,
+    ScaleByLAdamState,
+    ScaleByLRMSPropState,
+    add_weight_diffusion,
+    scale_by_ladagrad,
+    scale_by_ladam,
+    scale_by_lrmsprop,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ScaleByLAdaGradState",
+    "ScaleByLAdamState",
+    "ScaleByLRMSPropState",
+    "__version__",
+    "add_weight_diffusion",
+    "ladagrad",
+    "ladam",
+    "ladamw",
+    "laplacian",
+    "lrmsprop",
+    "scale_by_ladagrad",
+    "scale_by_ladam",
+    "scale_by_lrmsprop",
+    "suggest_c2",
+]

@@ -1,0 +1,326 @@
+"""The optimizers users call: ``optax.chain`` of the pieces in ``_transform.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+
+from ladam_optax import _checks
+from ladam_optax._transform import (
+    MODES,
+    add_weight_diffusion,
+    scale_by_ladagrad,
+    scale_by_ladam,
+    scale_by_lrmsprop,
+)
+
+ScalarOrSchedule = float | optax.Schedule
+
+
+def _adam_like(
+    learning_rate: ScalarOrSchedule,
+    b1: float,
+    b2: float,
+    eps: float,
+    c2: float,
+    mode: str,
+    stencil: str,
+    min_spatial_size: int,
+    mu_dtype: Any | None,
+    laplacian_impl: str,
+    decay_link: optax.GradientTransformation | None,
+    decay_before: bool,
+) -> optax.GradientTransformationExtraArgs:
+    """Chains weight decay (before or after the moments), LAdam, the learning rate, and for
+    ``mode="weight_lap"`` the weight diffusion that follows the step."""
+    _checks.learning_rate(learning_rate)
+    _checks.choice("mode", mode, MODES)
+    spatial = dict(stencil=stencil, min_spatial_size=min_spatial_size)
+    if mode == "weight_lap":
+        scale = scale_by_ladam(
+            b1, b2, eps, 0.0, "variance_lap", mu_dtype=mu_dtype, **spatial,
+            laplacian_impl=laplacian_impl,
+        )  # fmt: skip
+        # Validates c2 and the spatial arguments as well.
+        tail = [add_weight_diffusion(c2, **spatial, laplacian_impl=laplacian_impl)]
+    else:
+        scale = scale_by_ladam(
+            b1, b2, eps, c2, mode, mu_dtype=mu_dtype, **spatial, laplacian_impl=laplacian_impl
+        )
+        tail = []
+    links = [scale, optax.scale_by_learning_rate(learning_rate), *tail]
+    if decay_link is not None:
+        links.insert(0 if decay_before else 1, decay_link)
+    return optax.chain(*links)
+
+
+def ladam(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    c2: float = 1e-4,
+    mode: str = "variance_lap",
+    stencil: str = "9point",
+    min_spatial_size: int = 16,
+    mu_dtype: Any | None = None,
+    *,
+    laplacian_impl: str = "auto",
+) -> optax.GradientTransformationExtraArgs:
+    """LAdam: Adam whose second moment is smoothed by a periodic Laplacian.
+
+    .. math::
+
+      \\tilde g_t = g_t + \\lambda p_t, \\quad
+      p_{t+1} = p_t - \\eta\\, \\hat m_t / (\\sqrt{\\max(\\hat v_t + c_2 \\Delta \\hat v_t,
+      \\epsilon)} + \\epsilon)
+
+    with Adam's bias-corrected moments :math:`\\hat m_t, \\hat v_t` of :math:`\\tilde g_t`
+    (``mode="variance_lap"``, the default). ``mode="update_lap"`` smooths the Adam direction
+    instead, and ``mode="weight_lap"`` takes the Adam step and then diffuses the parameters,
+    :math:`p_{t+1} = p' + c_2 \\Delta p'`. ``weight_decay`` is the seed's *coupled* L2 penalty
+    (added to the gradient before the moments); for decoupled decay use :func:`ladamw`.
+    With ``c2=0`` this is exactly ``optax.adam`` (PyTorch's eps convention).
+
+    Args:
+      learning_rate: a float or an optax schedule.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to the root of the second moment; also the floor of the smoothed variance.
+      weight_decay: coupled L2 coefficient, >= 0. Left out of the chain when statically 0.
+      c2: Laplacian coupling strength, >= 0 (see :func:`suggest_c2`).
+      mode: ``"variance_lap"``, ``"update_lap"`` or ``"weight_lap"``. Static.
+      stencil: ``"9point"`` or ``"5point"``. Static.
+      min_spatial_size: leaves with fewer elements are not smoothed.
+      mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
+      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"`` (same numbers). Static.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``. With ``weight_decay`` or
+      ``mode="weight_lap"`` its ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import ladam_optax
+      >>> params = {"w": jnp.ones((16, 16))}
+      >>> loss = lambda p: jnp.sum(p["w"] ** 2)
+      >>> tx = ladam_optax.ladam(1e-1, c2=1e-4)
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(jax.grad(loss)(params), state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> bool(loss(params) < 256.0)
+      True
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdam``, https://pypi.org/project/ladam/;
+      S. Osher et al., Laplacian smoothing gradient descent, 2018, arXiv:1806.06317.
+    """
+    _checks.non_negative("weight_decay", weight_decay)
+    decay = (
+        None if _checks.is_static_zero(weight_decay) else optax.add_decayed_weights(weight_decay)
+    )
+    return _adam_like(
+        learning_rate, b1, b2, eps, c2, mode, stencil, min_spatial_size, mu_dtype,
+        laplacian_impl, decay, decay_before=True,
+    )  # fmt: skip
+
+
+def ladamw(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    c2: float = 1e-4,
+    mode: str = "variance_lap",
+    stencil: str = "9point",
+    min_spatial_size: int = 16,
+    mu_dtype: Any | None = None,
+    mask: Any | None = None,
+    *,
+    laplacian_impl: str = "auto",
+) -> optax.GradientTransformationExtraArgs:
+    """LAdamW: LAdam with decoupled weight decay, as ``ladam`` 0.4.1's ``LAdamW``.
+
+    .. math::
+
+      p_{t+1} = p_t - \\eta \\left(u_t + \\lambda p_t\\right)
+
+    where :math:`u_t` is the :func:`ladam` direction of the raw gradient, i.e. the parameters
+    shrink by ``1 - lr * weight_decay`` each step, as in ``optax.adamw`` and ``torch.optim.AdamW``.
+    In ``mode="weight_lap"`` the diffusion acts on the decayed and stepped parameters.
+
+    Args:
+      learning_rate: a float or an optax schedule.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to the root of the second moment; also the floor of the smoothed variance.
+      weight_decay: decoupled decay coefficient, >= 0.
+      c2: Laplacian coupling strength, >= 0.
+      mode: ``"variance_lap"``, ``"update_lap"`` or ``"weight_lap"``. Static.
+      stencil: ``"9point"`` or ``"5point"``. Static.
+      min_spatial_size: leaves with fewer elements are not smoothed.
+      mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
+      mask: a pytree of bools like the params, or a callable returning one: which leaves decay
+        (as in ``optax.adamw``). Static.
+      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import ladam_optax
+      >>> params = {"w": jnp.ones((4, 4))}
+      >>> tx = ladam_optax.ladamw(0.1, weight_decay=0.5)
+      >>> updates, _ = tx.update({"w": jnp.zeros((4, 4))}, tx.init(params), params)
+      >>> round(float(updates["w"][0, 0]), 6)
+      -0.05
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.4.1, ``LAdamW``; I. Loshchilov and F. Hutter, Decoupled
+      weight decay regularization, ICLR 2019.
+    """
+    _checks.non_negative("weight_decay", weight_decay)
+    decay = optax.add_decayed_weights(weight_decay, mask)
+    return _adam_like(
+        learning_rate, b1, b2, eps, c2, mode, stencil, min_spatial_size, mu_dtype,
+        laplacian_impl, decay, decay_before=False,
+    )  # fmt: skip
+
+
+def ladagrad(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    lr_decay: float = 0.0,
+    eps: float = 1e-10,
+    weight_decay: float = 0.0,
+    c2: float = 1e-4,
+    stencil: str = "9point",
+    min_spatial_size: int = 16,
+    *,
+    laplacian_impl: str = "auto",
+) -> optax.GradientTransformationExtraArgs:
+    """LAdaGrad: AdaGrad whose accumulator of squared gradients is Laplacian-smoothed.
+
+    .. math::
+
+      s_t = s_{t-1} + \\tilde g_t^2, \\quad
+      p_{t+1} = p_t - \\frac{\\eta_t\\, \\tilde g_t}{\\sqrt{\\max(s_t + c_2 \\Delta s_t, 0)}
+      + \\epsilon}, \\quad \\eta_t = \\frac{\\eta}{1 + (t - 1)\\,\\text{lr\\_decay}}
+
+    with :math:`\\tilde g_t = g_t + \\lambda p_t` (coupled weight decay, as in ``ladam`` 0.2.0).
+
+    Args:
+      learning_rate: a float or an optax schedule (then divided by the decay factor).
+      lr_decay: PyTorch's learning-rate decay, >= 0.
+      eps: added to the root of the accumulator.
+      weight_decay: coupled L2 coefficient, >= 0.
+      c2: Laplacian coupling strength, >= 0.
+      stencil: ``"9point"`` or ``"5point"``. Static.
+      min_spatial_size: leaves with fewer elements are not smoothed.
+      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import ladam_optax
+      >>> params = {"w": jnp.ones(3)}
+      >>> tx = ladam_optax.ladagrad(0.5)
+      >>> updates, _ = tx.update({"w": jnp.full(3, 4.0)}, tx.init(params))
+      >>> updates["w"]
+      Array([-0.5, -0.5, -0.5], dtype=float32)
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdaGrad``; ``torch.optim.Adagrad``.
+    """
+    _checks.learning_rate(learning_rate)
+    _checks.non_negative("lr_decay", lr_decay)
+    _checks.non_negative("weight_decay", weight_decay)
+    if not _checks.is_static_zero(lr_decay):
+        learning_rate = _inverse_time_decay(learning_rate, lr_decay)
+    links = [
+        scale_by_ladagrad(eps, c2, stencil, min_spatial_size, laplacian_impl=laplacian_impl),
+        optax.scale_by_learning_rate(learning_rate),
+    ]
+    if not _checks.is_static_zero(weight_decay):
+        links.insert(0, optax.add_decayed_weights(weight_decay))
+    return optax.chain(*links)
+
+
+def _inverse_time_decay(learning_rate: ScalarOrSchedule, lr_decay: Any) -> optax.Schedule:
+    """PyTorch Adagrad's ``lr / (1 + (step - 1) * lr_decay)``; optax counts from 0 = step - 1."""
+
+    def schedule(count):
+        base = learning_rate(count) if callable(learning_rate) else learning_rate
+        return base / (1.0 + jnp.asarray(count).astype(jnp.float32) * lr_decay)
+
+    return schedule
+
+
+def lrmsprop(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    decay: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    c2: float = 1e-4,
+    stencil: str = "9point",
+    min_spatial_size: int = 16,
+    *,
+    laplacian_impl: str = "auto",
+) -> optax.GradientTransformationExtraArgs:
+    """LRMSProp: RMSProp whose running average of squared gradients is Laplacian-smoothed.
+
+    .. math::
+
+      \\nu_t = d\\, \\nu_{t-1} + (1 - d)\\, \\tilde g_t^2, \\quad
+      b_t = \\mu\\, b_{t-1} + \\frac{\\tilde g_t}{\\sqrt{\\max(\\nu_t + c_2 \\Delta \\nu_t, 0)}
+      + \\epsilon}, \\quad p_{t+1} = p_t - \\eta\\, b_t
+
+    with :math:`\\tilde g_t = g_t + \\lambda p_t` (coupled weight decay, as in ``ladam`` 0.2.0).
+    The momentum buffer (``optax.trace``) is in the chain unless ``momentum`` is statically 0.
+
+    Args:
+      learning_rate: a float or an optax schedule.
+      decay: EMA decay (PyTorch's ``alpha``), in [0, 1).
+      eps: added to the root of the average.
+      weight_decay: coupled L2 coefficient, >= 0.
+      momentum: momentum ``mu``, in [0, 1).
+      c2: Laplacian coupling strength, >= 0.
+      stencil: ``"9point"`` or ``"5point"``. Static.
+      min_spatial_size: leaves with fewer elements are not smoothed.
+      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import ladam_optax
+      >>> params = {"w": jnp.ones(2)}
+      >>> tx = ladam_optax.lrmsprop(0.1, decay=0.75, eps=0.0)
+      >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params))
+      >>> updates["w"]
+      Array([-0.2, -0.2], dtype=float32)
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.2.0, ``LRMSProp``; ``torch.optim.RMSprop``.
+    """
+    _checks.learning_rate(learning_rate)
+    _checks.non_negative("weight_decay", weight_decay)
+    _checks.unit_interval("momentum", momentum)
+    links = [
+        scale_by_lrmsprop(decay, eps, c2, stencil, min_spatial_size, laplacian_impl=laplacian_impl)
+    ]
+    if not _checks.is_static_zero(momentum):
+        links.append(optax.trace(decay=momentum))
+    links.append(optax.scale_by_learning_rate(learning_rate))
+    if not _checks.is_static_zero(weight_decay):
+        links.insert(0, optax.add_decayed_weights(weight_decay))
+    return optax.chain(*links)
