@@ -1,0 +1,107 @@
+"""Helpers shared by the tests: the optimizer table, test trees and the PyTorch references."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ladam_optax
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REFERENCE_DIR = pathlib.Path(os.environ.get("LADAM_REFERENCE_DIR", REPO / ".refs"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Every optimizer of the package, built at a learning rate that makes a few steps count.
+OPTIMIZERS_UNDER_TEST = {
+    "ladam": lambda **kw: ladam_optax.ladam(**{"learning_rate": 1e-2, **kw}),
+    "ladam_update_lap": lambda **kw: ladam_optax.ladam(
+        **{"learning_rate": 1e-2, "mode": "update_lap", **kw}
+    ),
+    "ladam_weight_lap": lambda **kw: ladam_optax.ladam(
+        **{"learning_rate": 1e-2, "mode": "weight_lap", **kw}
+    ),
+    "ladamw": lambda **kw: ladam_optax.ladamw(**{"learning_rate": 1e-2, **kw}),
+    "ladagrad": lambda **kw: ladam_optax.ladagrad(**{"learning_rate": 5e-2, **kw}),
+    "lrmsprop": lambda **kw: ladam_optax.lrmsprop(**{"learning_rate": 1e-2, **kw}),
+    "lrmsprop_momentum": lambda **kw: ladam_optax.lrmsprop(
+        **{"learning_rate": 1e-2, "momentum": 0.9, **kw}
+    ),
+}
+
+# Leaves of every kind the Laplacian distinguishes, in PyTorch's (out, in, ...) layout.
+AWKWARD_SHAPES = {
+    "square": (32, 32),
+    "dense": (24, 40),
+    "long": (100,),
+    "short": (3,),
+    "tiny_vec": (6,),
+    "cube": (6, 7, 5),
+    "conv": (3, 3, 4, 8),
+    "thin_rows": (2, 50),
+    "thin_cols": (50, 2),
+    "scalar": (),
+}
+
+
+def random_tree(shapes: dict, seed: int, dtype=np.float32) -> dict:
+    """A dict of NumPy arrays of the given shapes, standard normal."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+
+
+def quadratic_problem(shapes: dict | None = None, seed: int = 0):
+    """(params, loss): a well-conditioned least-squares loss every optimizer can decrease."""
+    shapes = shapes or {"w": (16, 24), "b": (24,), "k": (3, 3, 4, 4)}
+    target = jax.tree.map(jnp.asarray, random_tree(shapes, seed))
+    params = jax.tree.map(jnp.zeros_like, target)
+
+    def loss(p):
+        return sum(jnp.mean((a - b) ** 2) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(target)))
+
+    return params, loss
+
+
+def _missing(message: str):
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_torch() -> types.ModuleType:
+    """Imports torch; skips outside CI (saying how to install it) and fails in CI if absent."""
+    try:
+        import torch
+    except ImportError:
+        _missing("PyTorch is needed for the parity tests: run `bash tests/run.sh`")
+    return torch
+
+
+def load_reference(version: str) -> types.ModuleType:
+    """Imports the PyTorch ``ladam`` of ``version`` from ``REFERENCE_DIR/ladam-<version>``.
+
+    The references are installed side by side by ``tests/run.sh`` (``pip install --target``) and
+    imported under distinct module names. Outside CI a missing reference skips the test, saying
+    how to install it; in CI it fails, so parity can never pass by being skipped.
+    """
+    require_torch()
+    name = f"ladam_ref_{version.replace('.', '_')}"
+    if name in sys.modules:
+        return sys.modules[name]
+    package = REFERENCE_DIR / f"ladam-{version}" / "ladam"
+    if not package.is_dir():
+        _missing(f"reference ladam=={version} not found at {package}: run `bash tests/run.sh`")
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: installs the package with its test extra, PyTorch (CPU) and the PyTorch
+# reference packages it is checked against, then runs the whole suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pip() { python -m pip --disable-pip-version-check -q "$@"; }
+# torch first and pinned: the local CPU build; an unpinned torch would pull gigabytes of CUDA.
+pip install torch==2.13.0
+pip install -e ".[test]"
+for version in 0.2.0 0.4.1; do
+  [ -f ".refs/ladam-$version/ladam/__init__.py" ] ||
+    pip install --no-deps --target ".refs/ladam-$version" "ladam==$version"
+done
+python -m pytest "$@"
