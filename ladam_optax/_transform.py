@@ -64,7 +64,7 @@ class ScaleByLRMSPropState(NamedTuple):
 
 def _compute_dtype(dtype: Any) -> jnp.dtype:
     """At least float32: the ``c2 * lap(v)`` correction rounds away in bf16."""
-    return jnp.promote_types(dtype, jnp.float32)
+    return jnp.dtype(dtype) if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
 
 
 def _cast(x: Any, dtype: Any) -> Any:
@@ -123,7 +123,9 @@ def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
     t = count.astype(dtype)
     value = _checks.static_value(decay)
     if value is None:
-        return -jnp.expm1(t * jnp.log(jnp.asarray(decay).astype(dtype)))
+        # log(decay) as log1p(decay - 1): decay - 1 is exact (Sterbenz) and log1p keeps its
+        # digits, where log(x) near 1 loses ~1e-4 relative in float32.
+        return -jnp.expm1(t * jnp.log1p(jnp.asarray(decay).astype(dtype) - 1.0))
     if value == 0.0:
         return jnp.ones([], dtype)
     return -jnp.expm1(t * math.log(value))
@@ -262,7 +264,8 @@ def add_weight_diffusion(
 
       p' = p + u, \\quad u_{\\text{new}} = u + c_2 \\Delta p'
 
-    so that ``optax.apply_updates`` yields ``p' + c2 * lap(p')``. Place it *after* the
+    so that ``optax.apply_updates`` yields ``p' + c2 * lap(p')``. (No clamp: the reference
+    diffuses weights without one.) Place it *after* the
     learning rate (``u`` must already be the full step). Leaves with fewer than
     ``min_spatial_size`` elements, or every leaf when ``c2 == 0``, pass through unchanged.
 
@@ -306,10 +309,16 @@ def add_weight_diffusion(
             )
 
         def diffuse(u, p):
-            dtype = _compute_dtype(u.dtype)
             gate = smoothing_gate(c2, min_spatial_size, u.size)
+            if gate is False or folded_shape(u.shape) is None:
+                return u
+            dtype = _compute_dtype(u.dtype)
             moved = p.astype(dtype) + u.astype(dtype)
-            return (smooth(moved, c2, gate, stencil, impl) - p.astype(dtype)).astype(u.dtype)
+            # u + c2 lap(p + u), not (p + u + c2 lap(p + u)) - p: no cancellation against p.
+            diffused = u.astype(dtype) + _cast(c2, dtype) * laplacian(moved, stencil, impl=impl)
+            if gate is not True:
+                diffused = jnp.where(gate, diffused, u.astype(dtype))
+            return diffused.astype(u.dtype)
 
         return jax.tree.map(diffuse, updates, params), state
 

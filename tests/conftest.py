@@ -1,18 +1,23 @@
 """Shared test configuration.
 
 - Warnings raised from our own package become errors, so a deprecation in our code fails fast.
-- Strict dtype promotion is on for every test: an implicit upcast (bf16 * f32, f32 * f64)
-  in our code raises instead of silently changing a state leaf's dtype.
+- ``strict_dtypes``: strict dtype promotion around our own transformations, so an implicit
+  upcast (bf16 * f32, f32 * f64) in our code raises instead of silently changing a state leaf's
+  dtype. (Not global: optax's own MultiSteps, SAM and schedules rely on standard promotion.)
 """
 
 import jax
 import pytest
 
-jax.config.update("jax_numpy_dtype_promotion", "strict")
-
 
 def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "error::Warning:ladam_optax.*")
+
+
+@pytest.fixture
+def strict_dtypes():
+    with jax.numpy_dtype_promotion("strict"):
+        yield
 
 
 @pytest.fixture

@@ -19,22 +19,24 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE_DIR = pathlib.Path(os.environ.get("LADAM_REFERENCE_DIR", REPO / ".refs"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# Every optimizer of the package, built at a learning rate that makes a few steps count.
+# Every optimizer of the package: (factory, keyword arguments). The arguments set every numeric
+# hyperparameter the factory has, so inject_hyperparams tests trace all of them.
 OPTIMIZERS_UNDER_TEST = {
-    "ladam": lambda **kw: ladam_optax.ladam(**{"learning_rate": 1e-2, **kw}),
-    "ladam_update_lap": lambda **kw: ladam_optax.ladam(
-        **{"learning_rate": 1e-2, "mode": "update_lap", **kw}
-    ),
-    "ladam_weight_lap": lambda **kw: ladam_optax.ladam(
-        **{"learning_rate": 1e-2, "mode": "weight_lap", **kw}
-    ),
-    "ladamw": lambda **kw: ladam_optax.ladamw(**{"learning_rate": 1e-2, **kw}),
-    "ladagrad": lambda **kw: ladam_optax.ladagrad(**{"learning_rate": 5e-2, **kw}),
-    "lrmsprop": lambda **kw: ladam_optax.lrmsprop(**{"learning_rate": 1e-2, **kw}),
-    "lrmsprop_momentum": lambda **kw: ladam_optax.lrmsprop(
-        **{"learning_rate": 1e-2, "momentum": 0.9, **kw}
-    ),
+    "ladam": (ladam_optax.ladam, dict(learning_rate=1e-2, c2=0.1, weight_decay=1e-3)),
+    "ladam_update_lap": (ladam_optax.ladam, dict(learning_rate=1e-2, c2=0.1, mode="update_lap")),
+    "ladam_weight_lap": (ladam_optax.ladam, dict(learning_rate=1e-2, c2=1e-3, mode="weight_lap")),
+    "ladamw": (ladam_optax.ladamw, dict(learning_rate=1e-2, c2=0.1, weight_decay=1e-2)),
+    "ladagrad": (ladam_optax.ladagrad, dict(learning_rate=5e-2, c2=0.1, lr_decay=1e-2)),
+    "lrmsprop": (ladam_optax.lrmsprop, dict(learning_rate=1e-2, c2=0.1, weight_decay=1e-3)),
+    "lrmsprop_momentum": (ladam_optax.lrmsprop, dict(learning_rate=1e-2, c2=0.1, momentum=0.9)),
 }
+
+
+def build(name: str, **overrides):
+    """The optimizer ``name`` of the table, with some keyword arguments replaced."""
+    factory, kwargs = OPTIMIZERS_UNDER_TEST[name]
+    return factory(**{**kwargs, **overrides})
+
 
 # Leaves of every kind the Laplacian distinguishes, in PyTorch's (out, in, ...) layout.
 AWKWARD_SHAPES = {
@@ -64,7 +66,10 @@ def quadratic_problem(shapes: dict | None = None, seed: int = 0):
     params = jax.tree.map(jnp.zeros_like, target)
 
     def loss(p):
-        return sum(jnp.mean((a - b) ** 2) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(target)))
+        return sum(
+            jnp.mean((a - b) ** 2)
+            for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(target), strict=True)
+        )
 
     return params, loss
 

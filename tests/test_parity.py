@@ -60,7 +60,7 @@ def _jax_trajectory(tx: optax.GradientTransformation) -> list[dict]:
 
 
 def _assert_same_trajectory(ours: list[dict], reference: list[dict]) -> None:
-    for step, (a, b) in enumerate(zip(ours, reference)):
+    for step, (a, b) in enumerate(zip(ours, reference, strict=True)):
         for name in AWKWARD_SHAPES:
             np.testing.assert_allclose(
                 a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=f"leaf {name!r}, step {step + 1}"

@@ -1,0 +1,403 @@
+"""The optax-citizenship battery, run on every optimizer of OPTIMIZERS_UNDER_TEST."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import OPTIMIZERS_UNDER_TEST, build, quadratic_problem, random_tree
+
+import ladam_optax
+
+NAMES = list(OPTIMIZERS_UNDER_TEST)
+TREE_SHAPES = {"w": (16, 24), "b": (24,), "k": (3, 3, 4, 4), "s": ()}
+
+
+def _tree(seed, dtype=jnp.float32):
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), random_tree(TREE_SHAPES, seed))
+
+
+def _run(tx, steps=5, dtype=jnp.float32, jit=True):
+    """Updates of ``steps`` steps of ``tx`` on fixed random gradients, and the final state."""
+    params = _tree(0, dtype)
+    state = tx.init(params)
+    update = jax.jit(tx.update) if jit else tx.update
+    history = []
+    for step in range(steps):
+        updates, state = update(_tree(step + 1, dtype), state, params)
+        params = optax.apply_updates(params, updates)
+        history.append(updates)
+    return history, state
+
+
+def _assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_converges(name):
+    params, loss = quadratic_problem()
+    tx = build(name)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
+    initial = float(loss(params))
+    for _ in range(300):
+        params, state = step(params, state)
+    assert float(loss(params)) < 0.3 * initial
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_returns_extra_args_transformation_and_accepts_extra_args(name):
+    tx = build(name)
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    params = _tree(0)
+    updates, _ = tx.update(_tree(1), tx.init(params), params, value=jnp.float32(1.0), key=None)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compiles_once(name):
+    tx = build(name)
+    traces = []
+
+    @jax.jit
+    def step(grads, state, params):
+        traces.append(1)
+        return tx.update(grads, state, params)
+
+    params = _tree(0)
+    state = tx.init(params)
+    for seed in range(1, 6):
+        _, state = step(_tree(seed), state, params)
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inject_hyperparams_equals_plain_and_retunes_without_recompiling(name):
+    factory, kwargs = OPTIMIZERS_UNDER_TEST[name]
+    numeric = {k: v for k, v in kwargs.items() if not isinstance(v, str)}
+    static = {k: v for k, v in kwargs.items() if isinstance(v, str)}
+    numeric["min_spatial_size"] = 16
+    injected = optax.inject_hyperparams(factory)(**numeric, **static)
+    params = _tree(0)
+    state = injected.init(params)
+    assert set(numeric) <= set(state.hyperparams)
+
+    traces = []
+
+    @jax.jit
+    def step(grads, state):
+        traces.append(1)
+        return injected.update(grads, state, params)
+
+    updates, state = step(_tree(1), state)
+    plain, _ = _run(factory(**numeric, **static), steps=1)
+    # inject_hyperparams stores every numeric default as float32 too: b2 = float32(0.999) is off
+    # by 1.3e-5 in 1 - b2, which the plain optimizer computes in float64 (as optax.adam does).
+    _assert_trees_close(updates, plain[0], rtol=3e-5, atol=1e-7)
+
+    # Re-tune c2 through the state: the same compiled step gives the c2=0.5 optimizer's numbers.
+    state.hyperparams["c2"] = jnp.asarray(0.5, jnp.float32)
+    retuned, _ = step(_tree(2), state)
+    # Every numeric hyperparameter as an array, as injected: the same chain, links included.
+    reference = factory(**{**state.hyperparams, "c2": jnp.asarray(0.5, jnp.float32)}, **static)
+    expected, _ = reference.update(_tree(2), state.inner_state, params)
+    _assert_trees_close(retuned, expected, rtol=3e-5, atol=1e-7)
+    assert not np.allclose(np.asarray(retuned["w"]), np.asarray(plain[0]["w"]))
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_updates_and_dtype_stable_state(name, strict_dtypes):
+    tx = build(name)
+    params = _tree(0, jnp.bfloat16)
+    state0 = tx.init(params)
+    history, state = _run(tx, steps=3, dtype=jnp.bfloat16)
+    for leaf in jax.tree.leaves(history[-1]):
+        assert leaf.dtype == jnp.bfloat16
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+    assert jax.tree.map(lambda x: x.dtype, state0) == jax.tree.map(lambda x: x.dtype, state)
+    # bf16 numbers track the float32 run (bf16 has ~3 significant digits).
+    reference, _ = _run(tx, steps=3)
+    _assert_trees_close(
+        jax.tree.map(lambda x: x.astype(jnp.float32), history[-1]), reference[-1], 0.05, 2e-3
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_under_x64(name, x64, strict_dtypes):
+    tx = build(name)
+    history, state = _run(tx, steps=3, dtype=jnp.float64)
+    for leaf in jax.tree.leaves(history[-1]):
+        assert leaf.dtype == jnp.float64
+    for leaf in jax.tree.leaves(state):
+        assert leaf.dtype in (jnp.float64, jnp.int32)
+
+
+@pytest.mark.parametrize("name", ["ladam", "ladamw", "ladam_weight_lap"])
+def test_mu_dtype_is_honoured(name, strict_dtypes):
+    tx = build(name, mu_dtype=jnp.bfloat16)
+    params = _tree(0)
+    states = [tx.init(params), _run(tx, steps=2)[1]]
+    for state in states:
+        (inner,) = [s for s in state if isinstance(s, ladam_optax.ScaleByLAdamState)]
+        assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(inner.mu))
+        assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(inner.nu))
+        assert inner.count.dtype == jnp.int32
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_multisteps_equals_one_step_on_mean_gradient(name):
+    tx = build(name)
+    params = _tree(0)
+    multi = optax.MultiSteps(tx, every_k_schedule=3)
+    state = multi.init(params)
+    grads = [_tree(seed) for seed in (1, 2, 3)]
+    total = jax.tree.map(jnp.zeros_like, params)
+    for g in grads:
+        updates, state = jax.jit(multi.update)(g, state, params)
+        total = jax.tree.map(jnp.add, total, updates)
+    mean = jax.tree.map(lambda *g: sum(g) / 3.0, *grads)
+    expected, _ = tx.update(mean, tx.init(params), params)
+    _assert_trees_close(total, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_with_none_and_masked_leaves(name):
+    tx = build(name)
+    params = {**_tree(0), "frozen": jnp.ones((8, 8)), "absent": None}
+    mask = {"w": True, "b": True, "k": True, "s": True, "frozen": False, "absent": None}
+    masked = optax.masked(tx, mask)
+    grads = {**_tree(1), "frozen": jnp.full((8, 8), 2.0), "absent": None}
+    updates, _ = jax.jit(masked.update)(grads, masked.init(params), params)
+    np.testing.assert_array_equal(np.asarray(updates["frozen"]), np.full((8, 8), 2.0))
+    assert updates["absent"] is None
+    alone, _ = tx.update(_tree(1), tx.init(_tree(0)), _tree(0))
+    _assert_trees_close({k: updates[k] for k in alone}, alone)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_partition_with_per_group_c2(name):
+    """The PyTorch param-groups recipe: smooth the matrices, not the vectors."""
+    factory, kwargs = OPTIMIZERS_UNDER_TEST[name]
+    labels = {"w": "smooth", "k": "smooth", "b": "plain", "s": "plain"}
+    tx = optax.partition(
+        {"smooth": factory(**kwargs), "plain": factory(**{**kwargs, "c2": 0.0})}, labels
+    )
+    params = _tree(0)
+    updates, _ = jax.jit(tx.update)(_tree(1), tx.init(params), params)
+    smooth, _ = factory(**kwargs).update(_tree(1), factory(**kwargs).init(params), params)
+    flat_tx = factory(**{**kwargs, "c2": 0.0})
+    plain, _ = flat_tx.update(_tree(1), flat_tx.init(params), params)
+    _assert_trees_close([updates["w"], updates["k"]], [smooth["w"], smooth["k"]])
+    _assert_trees_close([updates["b"], updates["s"]], [plain["b"], plain["s"]])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_apply_if_finite_skips_a_nan_step(name):
+    tx = optax.apply_if_finite(build(name), max_consecutive_errors=3)
+    params = _tree(0)
+    state = tx.init(params)
+    bad = {**_tree(1), "w": jnp.full((16, 24), jnp.nan)}
+    updates, state = jax.jit(tx.update)(bad, state, params)
+    assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
+    assert int(state.notfinite_count) == 1
+    updates, state = jax.jit(tx.update)(_tree(1), state, params)
+    plain, _ = build(name).update(_tree(1), build(name).init(params), params)
+    _assert_trees_close(updates, plain)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_works_as_the_outer_optimizer_of_sam(name):
+    params, loss = quadratic_problem()
+    adv = optax.chain(optax.contrib.normalize(), optax.sgd(0.05))
+    tx = optax.contrib.sam(build(name), adv, sync_period=2)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
+    initial = float(loss(params))
+    for _ in range(200):
+        params, state = step(params, state)
+    assert float(loss(params)) < 0.5 * initial
+
+
+ODD_SHAPES = {"scalar": (), "empty": (0,), "empty2d": (0, 7), "one": (1, 1), "thin": (2, 100)}
+ODD_SHAPES |= {"tall": (100, 3), "five_d": (2, 3, 4, 5, 6)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_odd_leaves(name, strict_dtypes):
+    tx = build(name, min_spatial_size=0)
+    params = jax.tree.map(jnp.asarray, random_tree(ODD_SHAPES, 0))
+    state = tx.init(params)
+    grads = jax.tree.map(jnp.asarray, random_tree(ODD_SHAPES, 1))
+    updates, state = jax.jit(tx.update)(grads, state, params)
+    for key, shape in ODD_SHAPES.items():
+        assert updates[key].shape == shape
+        assert bool(jnp.all(jnp.isfinite(updates[key])))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_init_accepts_abstract_params(name):
+    tx = build(name)
+    abstract = {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in TREE_SHAPES.items()}
+    state_shape = jax.eval_shape(tx.init, abstract)
+    concrete = tx.init(_tree(0))
+    assert jax.tree.structure(state_shape) == jax.tree.structure(concrete)
+    for a, c in zip(jax.tree.leaves(state_shape), jax.tree.leaves(concrete), strict=True):
+        assert (a.shape, a.dtype) == (c.shape, c.dtype)
+
+
+# c2 = 0 must reproduce the plain optimizer, with the PyTorch eps conventions spelled out.
+PLAIN_EQUIVALENTS = [
+    (ladam_optax.ladam(1e-2, c2=0.0), optax.adam(1e-2)),
+    (ladam_optax.ladam(1e-2, c2=0.0, mode="update_lap"), optax.adam(1e-2)),
+    (ladam_optax.ladam(1e-2, c2=0.0, mode="weight_lap"), optax.adam(1e-2)),
+    (ladam_optax.ladamw(1e-2, c2=0.0, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)),
+    (
+        ladam_optax.ladam(1e-2, c2=0.0, weight_decay=0.1),
+        optax.chain(optax.add_decayed_weights(0.1), optax.adam(1e-2)),
+    ),
+    (
+        ladam_optax.ladagrad(5e-2, c2=0.0, eps=1e-10),
+        optax.adagrad(5e-2, initial_accumulator_value=0.0, eps=1e-20),
+    ),
+    (
+        ladam_optax.lrmsprop(1e-2, c2=0.0, decay=0.9),
+        optax.rmsprop(1e-2, decay=0.9, eps=1e-8, eps_in_sqrt=False),
+    ),
+    (
+        ladam_optax.lrmsprop(1e-2, c2=0.0, decay=0.9, momentum=0.5),
+        optax.rmsprop(1e-2, decay=0.9, eps=1e-8, eps_in_sqrt=False, momentum=0.5),
+    ),
+]
+
+
+@pytest.mark.parametrize(("ours", "plain"), PLAIN_EQUIVALENTS)
+def test_c2_zero_is_the_plain_optimizer(ours, plain):
+    got, _ = _run(ours, steps=10)
+    expected, _ = _run(plain, steps=10)
+    # optax computes 1 - 0.999**t in float32 (1.3e-5 off at t=1); we and PyTorch do not.
+    _assert_trees_close(got, expected, rtol=3e-5, atol=1e-7)
+
+
+def test_optax_style_state_names():
+    tx = ladam_optax.ladam(c2=0.1)
+    state = tx.init(_tree(0))
+    assert optax.tree.get(state, "count").dtype == jnp.int32
+    mu = optax.tree.get(state, "mu")
+    nu = optax.tree.get(state, "nu")
+    assert jax.tree.structure(mu) == jax.tree.structure(nu) == jax.tree.structure(_tree(0))
+
+
+def test_persistent_state_is_as_large_as_adams():
+    params = _tree(0)
+    size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
+    assert size(ladam_optax.ladam(c2=0.1).init(params)) == size(optax.adam(1e-3).init(params))
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "error", "message"),
+    [
+        (ladam_optax.ladam, {"learning_rate": -1.0}, ValueError, "learning_rate must be >= 0"),
+        (ladam_optax.ladam, {"learning_rate": "fast"}, TypeError, "learning_rate must be"),
+        (ladam_optax.ladam, {"c2": -1e-4}, ValueError, "c2 must be >= 0"),
+        (ladam_optax.ladam, {"eps": -1.0}, ValueError, "eps must be >= 0"),
+        (ladam_optax.ladam, {"weight_decay": -0.1}, ValueError, "weight_decay must be >= 0"),
+        (ladam_optax.ladam, {"b1": 1.0}, ValueError, r"b1 must be in \[0, 1\)"),
+        (ladam_optax.ladam, {"b2": -0.1}, ValueError, r"b2 must be in \[0, 1\)"),
+        (ladam_optax.ladam, {"mode": "wave"}, ValueError, "mode must be one of"),
+        (ladam_optax.ladam, {"stencil": "3point"}, ValueError, "stencil must be '5point' or"),
+        (ladam_optax.ladam, {"min_spatial_size": -1}, ValueError, "min_spatial_size must be >="),
+        (ladam_optax.ladam, {"min_spatial_size": 1.5}, TypeError, "min_spatial_size must be an"),
+        (ladam_optax.ladam, {"laplacian_impl": "fft"}, ValueError, "laplacian_impl must be"),
+        (ladam_optax.ladamw, {"weight_decay": -1.0}, ValueError, "weight_decay must be >= 0"),
+        (ladam_optax.ladamw, {"mode": "x"}, ValueError, "mode must be one of"),
+        (ladam_optax.ladagrad, {"lr_decay": -0.1}, ValueError, "lr_decay must be >= 0"),
+        (ladam_optax.ladagrad, {"eps": -0.1}, ValueError, "eps must be >= 0"),
+        (ladam_optax.ladagrad, {"c2": -0.1}, ValueError, "c2 must be >= 0"),
+        (ladam_optax.lrmsprop, {"decay": 1.0}, ValueError, r"decay must be in \[0, 1\)"),
+        (ladam_optax.lrmsprop, {"momentum": -0.5}, ValueError, r"momentum must be in \[0, 1\)"),
+        (ladam_optax.lrmsprop, {"learning_rate": -1e-2}, ValueError, "learning_rate must be"),
+        (ladam_optax.scale_by_ladam, {"mode": "weight_lap"}, ValueError, "add_weight_diffusion"),
+    ],
+)
+def test_bad_hyperparameters_raise_at_construction(factory, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        factory(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        ladam_optax.ladam(mode="weight_lap"),
+        ladam_optax.ladam(weight_decay=0.1),
+        ladam_optax.ladamw(),
+        ladam_optax.ladagrad(weight_decay=0.1),
+        ladam_optax.lrmsprop(weight_decay=0.1),
+    ],
+)
+def test_updates_that_need_params_say_so(tx):
+    params = _tree(0)
+    with pytest.raises(ValueError, match="params"):
+        tx.update(_tree(1), tx.init(params))
+
+
+def test_learning_rate_schedule():
+    schedule = optax.linear_schedule(1e-2, 0.0, 4)
+    got, _ = _run(ladam_optax.ladam(schedule, c2=0.0), steps=5)
+    expected, _ = _run(optax.adam(schedule), steps=5)
+    _assert_trees_close(got, expected, rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(np.asarray(got[-1]["w"]), 0.0)
+
+
+def test_public_signatures_match_the_spec():
+    """Other code is built against these exact names and defaults."""
+    expected = {
+        "scale_by_ladam": "(b1=0.9, b2=0.999, eps=1e-08, c2=0.0001, mode='variance_lap', "
+        "stencil='9point', min_spatial_size=16, mu_dtype=None, *, laplacian_impl='auto')",
+        "ladam": "(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0, "
+        "c2=0.0001, mode='variance_lap', stencil='9point', min_spatial_size=16, mu_dtype=None, "
+        "*, laplacian_impl='auto')",
+        "ladamw": "(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0001, "
+        "c2=0.0001, mode='variance_lap', stencil='9point', min_spatial_size=16, mu_dtype=None, "
+        "mask=None, *, laplacian_impl='auto')",
+        "scale_by_ladagrad": "(eps=1e-10, c2=0.0001, stencil='9point', min_spatial_size=16, *, "
+        "laplacian_impl='auto')",
+        "ladagrad": "(learning_rate=0.01, lr_decay=0.0, eps=1e-10, weight_decay=0.0, c2=0.0001, "
+        "stencil='9point', min_spatial_size=16, *, laplacian_impl='auto')",
+        "scale_by_lrmsprop": "(decay=0.99, eps=1e-08, c2=0.0001, stencil='9point', "
+        "min_spatial_size=16, *, laplacian_impl='auto')",
+        "lrmsprop": "(learning_rate=0.01, decay=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, "
+        "c2=0.0001, stencil='9point', min_spatial_size=16, *, laplacian_impl='auto')",
+        "laplacian": "(x, stencil='9point', *, impl='auto')",
+        "suggest_c2": "(architecture='auto')",
+    }
+    for name, signature in expected.items():
+        parameters = inspect.signature(getattr(ladam_optax, name)).parameters.values()
+        shown = ", ".join(
+            str(p.replace(annotation=inspect.Parameter.empty)) for p in parameters
+        ).replace(", laplacian_impl", ", *, laplacian_impl")
+        shown = shown.replace(", impl", ", *, impl")
+        assert f"({shown})" == signature, name
+
+
+@pytest.mark.parametrize("impl", ["conv", "slices"])
+def test_laplacian_impls_give_the_same_updates(impl):
+    got, _ = _run(ladam_optax.ladam(1e-2, c2=0.2, laplacian_impl=impl))
+    expected, _ = _run(ladam_optax.ladam(1e-2, c2=0.2, laplacian_impl="auto"))
+    _assert_trees_close(got, expected, rtol=1e-5, atol=1e-7)
