@@ -80,13 +80,17 @@ def _missing(message: str):
     pytest.skip(message)
 
 
-def require_torch() -> types.ModuleType:
-    """Imports torch; skips outside CI (saying how to install it) and fails in CI if absent."""
+def require(module: str, why: str) -> types.ModuleType:
+    """Imports ``module``; skips outside CI (saying how to install it), fails in CI if absent."""
     try:
-        import torch
+        return importlib.import_module(module)
     except ImportError:
-        _missing("PyTorch is needed for the parity tests: run `bash tests/run.sh`")
-    return torch
+        _missing(f"{module} is needed {why}: run `bash tests/run.sh`")
+
+
+def require_torch() -> types.ModuleType:
+    """PyTorch, for the parity tests."""
+    return require("torch", "for the parity tests against the PyTorch reference")
 
 
 def load_reference(version: str) -> types.ModuleType:
