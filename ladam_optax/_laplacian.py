@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 STENCILS = ("5point", "9point")
-IMPLEMENTATIONS = ("auto", "conv", "slices")
+IMPLEMENTATIONS = ("auto", "conv", "slices", "padded")
 
 _KERNELS_2D = {
     "9point": np.array([[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]]) / 6.0,
@@ -38,7 +38,9 @@ def check_stencil(stencil: str) -> str:
 def check_implementation(impl: str) -> str:
     """Returns ``impl`` if it names a known implementation, else raises ``ValueError``."""
     if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"laplacian_impl must be 'auto', 'conv' or 'slices', got {impl!r}")
+        raise ValueError(
+            f"laplacian_impl must be 'auto', 'slices', 'conv' or 'padded', got {impl!r}"
+        )
     return impl
 
 
@@ -59,8 +61,9 @@ def folded_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
 def resolve_implementation(impl: str) -> str:
     """Maps ``"auto"`` to the implementation measured fastest (``benchmarks/optimizer_step.py``).
 
-    Static slices won on CPU by a wide margin; a one-channel convolution also wastes the matrix
-    units of GPUs and TPUs, so slices are the default everywhere.
+    ``"slices"`` won on CPU by a wide margin (README, Performance); a one-channel convolution
+    also wastes the matrix units of GPUs and TPUs, so it is the default on every backend until
+    a measurement there says otherwise.
     """
     check_implementation(impl)
     return "slices" if impl == "auto" else impl
@@ -70,17 +73,56 @@ def _wrap_pad(field: jax.Array) -> jax.Array:
     return jnp.pad(field, 1, mode="wrap")
 
 
-def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
-    padded = _wrap_pad(field)
-    if field.ndim == 1:
-        return (padded[:-2] + padded[2:]) - 2.0 * field
+def _stencil_valid(padded: jax.Array, stencil: str) -> jax.Array:
+    """The stencil on every point of ``padded`` that has all its neighbours ("valid" region)."""
+    if padded.ndim == 1:
+        return (padded[:-2] + padded[2:]) - 2.0 * padded[1:-1]
     north, south = padded[:-2, 1:-1], padded[2:, 1:-1]
     west, east = padded[1:-1, :-2], padded[1:-1, 2:]
     edges = (north + south) + (west + east)
     if stencil == "5point":
-        return edges - 4.0 * field
+        return edges - 4.0 * padded[1:-1, 1:-1]
     corners = (padded[:-2, :-2] + padded[:-2, 2:]) + (padded[2:, :-2] + padded[2:, 2:])
-    return (corners + 4.0 * edges - 20.0 * field) / 6.0
+    return (corners + 4.0 * edges - 20.0 * padded[1:-1, 1:-1]) / 6.0
+
+
+def _wrap(block: jax.Array, axis: int) -> jax.Array:
+    """``block`` with its last slice prepended and its first appended along ``axis``."""
+    first = jax.lax.slice_in_dim(block, 0, 1, axis=axis)
+    last = jax.lax.slice_in_dim(block, block.shape[axis] - 1, block.shape[axis], axis=axis)
+    return jnp.concatenate([last, block, first], axis=axis)
+
+
+def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
+    """The stencil from static slices of ``field`` itself, with no padded copy of it.
+
+    The interior (all but the outermost ring) reads plain shifted slices, which XLA fuses into
+    straight vectorised loops; only the one-element-wide ring is built with wrap-around, from
+    three-row (three-column) slabs, and written over the interior with ``dynamic_update_slice``.
+    A padded copy (``jnp.pad(mode="wrap")``) or a convolution is several times slower on CPU
+    (``benchmarks/optimizer_step.py``).
+    """
+    out = jnp.zeros_like(field)
+    if field.ndim == 1:
+        ends = _stencil_valid(jnp.concatenate([field[-2:], field[:2]]), stencil)  # [n-1, 0]
+        out = jax.lax.dynamic_update_slice(out, _stencil_valid(field, stencil), (1,))
+        out = jax.lax.dynamic_update_slice(out, ends[1:], (0,))
+        return jax.lax.dynamic_update_slice(out, ends[:1], (field.shape[0] - 1,))
+    rows, cols = field.shape
+    top = _wrap(jnp.concatenate([field[-1:], field[:2]]), axis=1)
+    bottom = _wrap(jnp.concatenate([field[-2:], field[:1]]), axis=1)
+    left = _wrap(jnp.concatenate([field[:, -1:], field[:, :2]], axis=1), axis=0)
+    right = _wrap(jnp.concatenate([field[:, -2:], field[:, :1]], axis=1), axis=0)
+    out = jax.lax.dynamic_update_slice(out, _stencil_valid(field, stencil), (1, 1))
+    out = jax.lax.dynamic_update_slice(out, _stencil_valid(left, stencil), (0, 0))
+    out = jax.lax.dynamic_update_slice(out, _stencil_valid(right, stencil), (0, cols - 1))
+    out = jax.lax.dynamic_update_slice(out, _stencil_valid(top, stencil), (0, 0))
+    return jax.lax.dynamic_update_slice(out, _stencil_valid(bottom, stencil), (rows - 1, 0))
+
+
+def _laplacian_padded(field: jax.Array, stencil: str) -> jax.Array:
+    """The stencil from a wrap-padded copy: the obvious form, kept for benchmarks and tests."""
+    return _stencil_valid(_wrap_pad(field), stencil)
 
 
 def _laplacian_conv(field: jax.Array, stencil: str) -> jax.Array:
@@ -94,7 +136,11 @@ def _laplacian_conv(field: jax.Array, stencil: str) -> jax.Array:
     return out[0, 0]
 
 
-_IMPLEMENTATIONS = {"slices": _laplacian_slices, "conv": _laplacian_conv}
+_IMPLEMENTATIONS = {
+    "slices": _laplacian_slices,
+    "conv": _laplacian_conv,
+    "padded": _laplacian_padded,
+}
 
 
 def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> jax.Array:
@@ -113,9 +159,10 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
     Args:
       x: an array of any shape and floating dtype.
       stencil: ``"9point"`` (isotropic, the default) or ``"5point"``.
-      impl: ``"slices"`` (static shifted slices), ``"conv"`` (``lax.conv_general_dilated``) or
-        ``"auto"`` (the measured-fastest of the two). All give the same numbers to float
-        rounding.
+      impl: ``"slices"`` (static shifted slices of ``x``, the wrap-around ring patched in),
+        ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
+        ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (the measured fastest,
+        ``"slices"``). All give the same numbers to float rounding.
 
     Returns:
       An array of the shape and dtype of ``x``.

@@ -95,22 +95,29 @@ def smooth(
     stencil: str,
     impl: str,
     floor: Any = None,
+    divisor: Any = None,
 ) -> jax.Array:
-    """``max(x + c2 * lap(x), floor)`` where ``gate`` holds, ``x`` unchanged where it does not.
+    """``max((x + c2 * lap(x)) / divisor, floor)`` where ``gate`` holds, ``x / divisor`` elsewhere.
 
     The reference clamps at ``floor`` whenever it smooths a leaf, even one whose Laplacian is
-    zero because of its shape, so the clamp follows ``gate`` and not the shape.
+    zero because of its shape, so the clamp follows ``gate`` and not the shape. ``divisor``
+    (a scalar) comes after the stencil: the Laplacian is linear, and taking it of ``x`` itself
+    (a state leaf that is stored anyway) rather than of ``x / divisor`` spares XLA a full-size
+    temporary for the stencil to read.
     """
+    plain = x if divisor is None else x / divisor
     if gate is False:
-        return x
+        return plain
     smoothed = x
     if folded_shape(x.shape) is not None:
         smoothed = x + _cast(c2, x.dtype) * laplacian(x, stencil, impl=impl)
+    if divisor is not None:
+        smoothed = smoothed / divisor
     if floor is not None:
         smoothed = jnp.maximum(smoothed, _cast(floor, x.dtype))
     if gate is True:
         return smoothed
-    return jnp.where(gate, smoothed, x)
+    return jnp.where(gate, smoothed, plain)
 
 
 def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
@@ -233,14 +240,14 @@ def scale_by_ladam(
         def direction(g, m, v):
             dtype = _compute_dtype(g.dtype)
             m_hat = m.astype(dtype) / _bias_correction(b1, count, dtype)
-            v_hat = v.astype(dtype) / _bias_correction(b2, count, dtype)
+            v, bc2 = v.astype(dtype), _bias_correction(b2, count, dtype)
             gate = smoothing_gate(c2, min_spatial_size, g.size)
             eps_ = _cast(eps, dtype)
             if mode == "variance_lap":
-                v_hat = smooth(v_hat, c2, gate, stencil, impl, floor=eps)
+                v_hat = smooth(v, c2, gate, stencil, impl, floor=eps, divisor=bc2)
                 u = m_hat / (jnp.sqrt(v_hat) + eps_)
             else:
-                u = smooth(m_hat / (jnp.sqrt(v_hat) + eps_), c2, gate, stencil, impl)
+                u = smooth(m_hat / (jnp.sqrt(v / bc2) + eps_), c2, gate, stencil, impl)
             return u.astype(g.dtype)
 
         mu = jax.tree.map(lambda g, m: _ema(g, m, b1, jnp.asarray), updates, state.mu)

@@ -396,7 +396,7 @@ def test_public_signatures_match_the_spec():
         assert f"({shown})" == signature, name
 
 
-@pytest.mark.parametrize("impl", ["conv", "slices"])
+@pytest.mark.parametrize("impl", ["conv", "slices", "padded"])
 def test_laplacian_impls_give_the_same_updates(impl):
     got, _ = _run(ladam_optax.ladam(1e-2, c2=0.2, laplacian_impl=impl))
     expected, _ = _run(ladam_optax.ladam(1e-2, c2=0.2, laplacian_impl="auto"))

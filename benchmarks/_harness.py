@@ -1,0 +1,124 @@
+"""Shared by the benchmarks: the parameter tree, interleaved timing, the PyTorch reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def transformer_shapes(blocks: int = 2, d_model: int = 512, vocab: int = 1000) -> dict:
+    """The issue's transformer-like tree: ~6.8M parameters at the defaults."""
+    shapes = {}
+    for b in range(blocks):
+        shapes |= {
+            f"block{b}/qkv/kernel": (d_model, 3 * d_model),
+            f"block{b}/qkv/bias": (3 * d_model,),
+            f"block{b}/out/kernel": (d_model, d_model),
+            f"block{b}/out/bias": (d_model,),
+            f"block{b}/mlp_up/kernel": (d_model, 4 * d_model),
+            f"block{b}/mlp_up/bias": (4 * d_model,),
+            f"block{b}/mlp_down/kernel": (4 * d_model, d_model),
+            f"block{b}/mlp_down/bias": (d_model,),
+            f"block{b}/norm1/scale": (d_model,),
+            f"block{b}/norm2/scale": (d_model,),
+        }
+    shapes["embed/embedding"] = (vocab, d_model)
+    shapes["conv/kernel"] = (3, 3, 64, 64)
+    return shapes
+
+
+def random_params(shapes: dict, seed: int = 0) -> dict:
+    key = jax.random.key(seed)
+    return {
+        name: jax.random.normal(jax.random.fold_in(key, i), shape, jnp.float32)
+        for i, (name, shape) in enumerate(shapes.items())
+    }
+
+
+def update_step(tx: optax.GradientTransformation):
+    """A jitted ``(grads, state, params) -> (params, state)`` with donated state and params."""
+
+    def step(grads, state, params):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(1, 2))
+
+
+class Timer:
+    """Runs several jitted update steps interleaved (A B A B ...), after warm-up, for medians."""
+
+    def __init__(self, params: dict, grads: dict | None = None):
+        self.params = params
+        self.grads = grads if grads is not None else jax.tree.map(lambda x: 1e-2 * x, params)
+
+    def prepare(self, tx: optax.GradientTransformation, warmup: int = 2) -> Callable[[], float]:
+        step = update_step(tx)
+        params = jax.tree.map(jnp.copy, self.params)
+        box = {"params": params, "state": tx.init(params)}
+
+        def run() -> float:
+            start = time.perf_counter()
+            box["params"], box["state"] = step(self.grads, box["state"], box["params"])
+            jax.block_until_ready(box["params"])
+            return time.perf_counter() - start
+
+        for _ in range(warmup):
+            run()
+        return run
+
+
+def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, dict]:
+    """Times every callable ``reps`` times in round-robin order; median and min-max in ms."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            samples[name].append(run() * 1e3)
+    return {
+        name: {"median_ms": statistics.median(s), "min_ms": min(s), "max_ms": max(s)}
+        for name, s in samples.items()
+    }
+
+
+def machine() -> dict:
+    import os
+
+    return {
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def load_torch_reference(version: str = "0.2.0"):
+    """(torch, ladam module) from ``.refs/ladam-<version>`` (``bash tests/run.sh`` installs it),
+    or ``None`` when PyTorch or the reference is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    package = REPO / ".refs" / f"ladam-{version}" / "ladam"
+    if not package.is_dir():
+        return None
+    name = f"ladam_ref_{version.replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return torch, module

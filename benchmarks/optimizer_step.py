@@ -1,0 +1,251 @@
+"""Cost of one optimizer update: the LAdam family vs its optax counterpart vs the PyTorch reference.
+
+Every timing is of a jitted update + apply with donated buffers, warm-up excluded, the variants
+of one table run interleaved (A B A B ...) in the same process; medians with min-max spread.
+
+1. The transformer-like tree (~6.8M parameters): ladam / optax.adam, lrmsprop / optax.rmsprop,
+   ladagrad / optax.adagrad, each Laplacian implementation, and the PyTorch reference
+   (``ladam==0.2.0`` on torch CPU, all cores) next to torch.optim.Adam.
+2. Memory and compilation: persistent state bytes, the compiled update's temp memory
+   (``memory_analysis()``) and its compile time, ladam vs adam.
+3. A sweep of square leaves 64..4096: ratio to adam for each implementation.
+
+Writes ``OUT/results.json`` and ``OUT/optimizer_step.png`` (ratio vs leaf size).
+
+    python benchmarks/optimizer_step.py [--reps 30] [--sweep-reps 10] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import optax
+from _harness import (
+    Timer,
+    interleaved,
+    load_torch_reference,
+    machine,
+    random_params,
+    transformer_shapes,
+)
+from tqdm import tqdm
+
+import ladam_optax
+
+IMPLS = ("slices", "padded", "conv")
+SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def family(c2: float = 1e-4) -> dict:
+    """(name, adam-like baseline, ladam-like) rows of the main table."""
+    rows = {
+        "adam": (
+            optax.adam(1e-3),
+            {i: ladam_optax.ladam(1e-3, c2=c2, laplacian_impl=i) for i in IMPLS},
+        ),
+        "rmsprop": (
+            optax.rmsprop(1e-3, eps_in_sqrt=False),
+            {"slices": ladam_optax.lrmsprop(1e-3, c2=c2)},
+        ),
+        "adagrad": (
+            optax.adagrad(1e-2, initial_accumulator_value=0.0),
+            {"slices": ladam_optax.ladagrad(1e-2, c2=c2)},
+        ),
+    }
+    return rows
+
+
+def time_torch(params: dict, reps: int) -> dict | None:
+    """Median ms of a torch.optim.Adam step and a reference LAdam step on the same tree."""
+    loaded = load_torch_reference("0.2.0")
+    if loaded is None:
+        return None
+    torch, reference = loaded
+    tensors = [torch.tensor(jax.device_get(p)) for p in params.values()]
+    for t in tensors:
+        t.grad = 1e-2 * t.clone()
+    optimizers = {
+        "torch_adam": torch.optim.Adam(tensors, lr=1e-3),
+        "torch_ladam": reference.LAdam(tensors, lr=1e-3, c2=1e-4),
+    }
+
+    def runner(opt):
+        def run():
+            start = time.perf_counter()
+            opt.step()
+            return time.perf_counter() - start
+
+        for _ in range(2):
+            run()
+        return run
+
+    result = interleaved({k: runner(v) for k, v in optimizers.items()}, reps)
+    result["torch_threads"] = torch.get_num_threads()
+    return result
+
+
+DONATIONS = {"none": (), "state": (1,), "state+params": (1, 2)}
+
+
+def memory_and_compile(params: dict) -> dict:
+    """State bytes, compiled temp bytes (per donation setting) and compile seconds of an
+    update + apply step, ladam vs adam."""
+    grads = random_params(transformer_shapes(), seed=1)  # distinct buffers from the params
+    out = {}
+    for name, tx in {"adam": optax.adam(1e-3), "ladam": ladam_optax.ladam(1e-3, c2=1e-4)}.items():
+        state = tx.init(params)
+
+        def step(g, s, p, tx=tx):
+            updates, s = tx.update(g, s, p)
+            return optax.apply_updates(p, updates), s
+
+        temp, seconds = {}, []
+        for label, donate in DONATIONS.items():
+            # A fresh jit each time, so no compilation comes from a cache.
+            start = time.perf_counter()
+            compiled = jax.jit(step, donate_argnums=donate).lower(grads, state, params).compile()
+            seconds.append(time.perf_counter() - start)
+            temp[label] = int(compiled.memory_analysis().temp_size_in_bytes)
+        out[name] = {
+            "state_bytes": sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)),
+            "temp_bytes": temp,
+            "compile_s": statistics.median(seconds),
+        }
+    return out
+
+
+def sweep(reps: int) -> list[dict]:
+    rows = []
+    for n in tqdm(SWEEP_SIZES, desc="sweep"):
+        timer = Timer(random_params({"w": (n, n)}))
+        runs = {"adam": timer.prepare(optax.adam(1e-3))}
+        impls = IMPLS if n <= 2048 else ("slices", "padded")  # conv at 4096^2: minutes
+        for impl in impls:
+            runs[impl] = timer.prepare(ladam_optax.ladam(1e-3, c2=1e-4, laplacian_impl=impl))
+        result = interleaved(runs, reps)
+        base = result["adam"]["median_ms"]
+        rows.append(
+            {"size": n, "adam_ms": base}
+            | {f"{i}_ratio": result[i]["median_ms"] / base for i in impls}
+            | {f"{i}_ms": result[i]["median_ms"] for i in impls}
+        )
+    return rows
+
+
+def plot(rows: list[dict], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for impl in IMPLS:
+        points = [(r["size"], r[f"{impl}_ratio"]) for r in rows if f"{impl}_ratio" in r]
+        ax.plot(*zip(*points, strict=True), marker="o", label=f"ladam ({impl})")
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--", label="optax.adam")
+    ax.set(xscale="log", yscale="log", xlabel="square leaf side n (n x n parameters)")
+    ax.set(ylabel="update time / optax.adam", title=f"LAdam update cost ({jax.default_backend()})")
+    ax.set_xticks(SWEEP_SIZES, [str(s) for s in SWEEP_SIZES])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=30, help="timed steps per variant (tree)")
+    parser.add_argument("--sweep-reps", type=int, default=10, help="timed steps per sweep point")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the square-leaf sweep")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    params = random_params(transformer_shapes())
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    timer = Timer(params)
+    table = []
+    for base_name, (base_tx, variants) in tqdm(family().items(), desc="tree"):
+        runs = {base_name: timer.prepare(base_tx)}
+        runs |= {f"l{base_name}[{impl}]": timer.prepare(tx) for impl, tx in variants.items()}
+        result = interleaved(runs, args.reps)
+        for name, r in result.items():
+            if name != base_name:
+                table.append(
+                    {"config": name, "params": n_params, "baseline": base_name}
+                    | {f"baseline_{k}": v for k, v in result[base_name].items()}
+                    | r
+                    | {"ratio": r["median_ms"] / result[base_name]["median_ms"]}
+                )
+    torch_times = time_torch(params, max(5, args.reps // 3))
+    memory = memory_and_compile(params)
+    rows = [] if args.no_sweep else sweep(args.sweep_reps)
+
+    print(f"\n{n_params / 1e6:.2f}M parameters, {jax.default_backend()}, {args.reps} reps")
+    header = f"{'config':<22}{'base ms':>9}{'ours ms':>9}{'spread ms':>16}{'ratio':>7}"
+    print(header + f"{'torch ms':>10}{'speed-up':>10}")
+    for row in table:
+        spread = f"{row['min_ms']:.1f}-{row['max_ms']:.1f}"
+        line = f"{row['config']:<22}{row['baseline_median_ms']:>9.1f}{row['median_ms']:>9.1f}"
+        line += f"{spread:>16}{row['ratio']:>7.2f}"
+        if torch_times and row["config"].startswith("ladam["):
+            torch_ms = torch_times["torch_ladam"]["median_ms"]
+            row["torch_ladam_ms"] = torch_ms
+            row["speedup_vs_torch"] = torch_ms / row["median_ms"]
+            line += f"{torch_ms:>10.1f}{row['speedup_vs_torch']:>9.1f}x"
+        print(line)
+    if torch_times:
+        t_adam, t_ladam = (
+            torch_times["torch_adam"]["median_ms"],
+            torch_times["torch_ladam"]["median_ms"],
+        )
+        print(
+            f"PyTorch ({torch_times['torch_threads']} threads): Adam {t_adam:.1f} ms, "
+            f"reference LAdam {t_ladam:.1f} ms ({t_ladam / t_adam:.1f}x Adam)"
+        )
+    else:
+        print("PyTorch reference not installed (bash tests/run.sh installs it): no torch column")
+    adam, ladam = memory["adam"], memory["ladam"]
+    mib = 2.0**20
+    print(
+        f"persistent state bytes ladam/adam {ladam['state_bytes'] / adam['state_bytes']:.3f}; "
+        f"compile {ladam['compile_s']:.2f} s vs {adam['compile_s']:.2f} s "
+        f"({ladam['compile_s'] / adam['compile_s']:.2f}x)"
+    )
+    for label in DONATIONS:
+        a, b = adam["temp_bytes"][label], ladam["temp_bytes"][label]
+        ratio = f"{b / a:.2f}x" if a > 2**16 else "(adam needs none)"
+        print(
+            f"compiled temp, donating {label:<13} {b / mib:6.1f} MiB"
+            f" vs adam {a / mib:6.1f} MiB {ratio}"
+        )
+    if rows:
+        print(f"\n{'n':>6}{'adam ms':>10}" + "".join(f"{i + ' x':>12}" for i in IMPLS))
+        for r in rows:
+            ratios = "".join(
+                f"{r[f'{i}_ratio']:>12.2f}" if f"{i}_ratio" in r else f"{'-':>12}" for i in IMPLS
+            )
+            print(f"{r['size']:>6}{r['adam_ms']:>10.2f}{ratios}")
+        plot(rows, args.out / "optimizer_step.png")
+    results = {
+        "machine": machine(),
+        "reps": args.reps,
+        "tree": table,
+        "torch": torch_times,
+        "memory_and_compile": memory,
+        "sweep": rows,
+    }
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(
+        f"wrote {args.out / 'results.json'}"
+        + ("" if not rows else f" and {args.out / 'optimizer_step.png'}")
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()
