@@ -47,11 +47,16 @@ def random_params(shapes: dict, seed: int = 0) -> dict:
 
 
 def update_step(tx: optax.GradientTransformation):
-    """A jitted ``(grads, state, params) -> (params, state)`` with donated state and params."""
+    """A jitted ``(grads, state, params) -> (state, params)`` with donated state and params.
+
+    The outputs come in the order of the donated inputs: JAX pairs each donated buffer with
+    the first output of the same shape, so returning ``(params, state)`` would pair ``mu``
+    with the params and make XLA copy every leaf (measured: optax.adam 3x slower).
+    """
 
     def step(grads, state, params):
         updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+        return state, optax.apply_updates(params, updates)
 
     return jax.jit(step, donate_argnums=(1, 2))
 
@@ -70,7 +75,7 @@ class Timer:
 
         def run() -> float:
             start = time.perf_counter()
-            box["params"], box["state"] = step(self.grads, box["state"], box["params"])
+            box["state"], box["params"] = step(self.grads, box["state"], box["params"])
             jax.block_until_ready(box["params"])
             return time.perf_counter() - start
 

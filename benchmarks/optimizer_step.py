@@ -102,7 +102,7 @@ def memory_and_compile(params: dict) -> dict:
 
         def step(g, s, p, tx=tx):
             updates, s = tx.update(g, s, p)
-            return optax.apply_updates(p, updates), s
+            return s, optax.apply_updates(p, updates)  # donated order, see update_step
 
         temp, seconds = {}, []
         for label, donate in DONATIONS.items():

@@ -73,6 +73,10 @@ def _wrap_pad(field: jax.Array) -> jax.Array:
     return jnp.pad(field, 1, mode="wrap")
 
 
+# Corner and edge weights of each stencil, before its overall scale.
+_WEIGHTS = {"9point": (1.0, 4.0, 6.0), "5point": (0.0, 1.0, 1.0)}
+
+
 def _stencil_valid(padded: jax.Array, stencil: str) -> jax.Array:
     """The stencil on every point of ``padded`` that has all its neighbours ("valid" region)."""
     if padded.ndim == 1:
@@ -86,6 +90,33 @@ def _stencil_valid(padded: jax.Array, stencil: str) -> jax.Array:
     return (corners + 4.0 * edges - 20.0 * padded[1:-1, 1:-1]) / 6.0
 
 
+def _shifted(field: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
+    """``field[i + offsets]`` with zeros where that falls outside, as ``pad(slice(field))``.
+
+    One small pad per tap, rather than taps sliced from one padded copy: XLA fuses these into
+    the consumer's loop, where it would materialise a shared padded copy as a temporary.
+    """
+    start = tuple(max(o, 0) for o in offsets)
+    stop = tuple(n + min(o, 0) for n, o in zip(field.shape, offsets, strict=True))
+    config = [(max(-o, 0), max(o, 0), 0) for o in offsets]
+    return jax.lax.pad(jax.lax.slice(field, start, stop), jnp.zeros((), field.dtype), config)
+
+
+def _sum_zero_padded(field: jax.Array, stencil: str) -> jax.Array:
+    """The 2-D stencil's weighted sum with zeros outside ``field`` (before the overall scale)."""
+    corner, edge, _ = _WEIGHTS[stencil]
+    edges = (_shifted(field, (-1, 0)) + _shifted(field, (1, 0))) + (
+        _shifted(field, (0, -1)) + _shifted(field, (0, 1))
+    )
+    total = edge * edges - 4.0 * (corner + edge) * field
+    if corner:
+        corners = (_shifted(field, (-1, -1)) + _shifted(field, (-1, 1))) + (
+            _shifted(field, (1, -1)) + _shifted(field, (1, 1))
+        )
+        total = corner * corners + total
+    return total
+
+
 def _wrap(block: jax.Array, axis: int) -> jax.Array:
     """``block`` with its last slice prepended and its first appended along ``axis``."""
     first = jax.lax.slice_in_dim(block, 0, 1, axis=axis)
@@ -93,31 +124,74 @@ def _wrap(block: jax.Array, axis: int) -> jax.Array:
     return jnp.concatenate([last, block, first], axis=axis)
 
 
-def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
-    """The stencil from static slices of ``field`` itself, with no padded copy of it.
+def _zero_pad(block: jax.Array, axis: int) -> jax.Array:
+    config = [(1, 1, 0) if a == axis else (0, 0, 0) for a in range(block.ndim)]
+    return jax.lax.pad(block, jnp.zeros((), block.dtype), config)
 
-    The interior (all but the outermost ring) reads plain shifted slices, which XLA fuses into
-    straight vectorised loops; only the one-element-wide ring is built with wrap-around, from
-    three-row (three-column) slabs, and written over the interior with ``dynamic_update_slice``.
-    A padded copy (``jnp.pad(mode="wrap")``) or a convolution is several times slower on CPU
-    (``benchmarks/optimizer_step.py``).
+
+def _ring_corrections(field: jax.Array, stencil: str):
+    """What wrap-around adds to the zero-padded stencil on the outer ring.
+
+    Returns ``(top, bottom, left, right)``: vectors for rows 0 and h-1 (length w) and for
+    columns 0 and w-1 (length h; rows 1..h-2 are used), each the periodic minus the
+    zero-padded stencil on a three-row (three-column) slab at that edge. XLA materialises
+    these small slabs; the field-sized work stays in the consumer's loop.
     """
-    out = jnp.zeros_like(field)
+    zero_row = jnp.zeros((1, field.shape[1]), field.dtype)
+    zero_col = jnp.zeros((field.shape[0], 1), field.dtype)
+
+    def difference(periodic, zeroed, axis):
+        wrapped = _stencil_valid(_wrap(periodic, 1 - axis), stencil)
+        padded = _stencil_valid(_zero_pad(zeroed, 1 - axis), stencil)
+        return jnp.squeeze(wrapped - padded, axis)
+
+    top = difference(
+        jnp.concatenate([field[-1:], field[:2]]), jnp.concatenate([zero_row, field[:2]]), 0
+    )
+    bottom = difference(
+        jnp.concatenate([field[-2:], field[:1]]), jnp.concatenate([field[-2:], zero_row]), 0
+    )
+    left = difference(
+        jnp.concatenate([field[:, -1:], field[:, :2]], 1),
+        jnp.concatenate([zero_col, field[:, :2]], 1),
+        1,
+    )
+    right = difference(
+        jnp.concatenate([field[:, -2:], field[:, :1]], 1),
+        jnp.concatenate([field[:, -2:], zero_col], 1),
+        1,
+    )
+    return top, bottom, left, right
+
+
+def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
+    """The stencil as a zero-padded stencil plus a wrap-around correction on the outer ring.
+
+    The zero-padded stencil (one ``pad(slice)`` per tap) fuses into the consumer's loop; the
+    correction is four edge vectors (computed from thin slabs) broadcast in and selected by
+    ``iota`` comparisons. So XLA neither materialises a padded copy nor concatenates a
+    full-size array: inside an optimizer update on CPU this is ~2.3x faster than the stencil
+    on a wrap-padded copy and needs no temporary of the field's size (README, Performance).
+    """
+    zero = jnp.zeros((), field.dtype)
     if field.ndim == 1:
-        ends = _stencil_valid(jnp.concatenate([field[-2:], field[:2]]), stencil)  # [n-1, 0]
-        out = jax.lax.dynamic_update_slice(out, _stencil_valid(field, stencil), (1,))
-        out = jax.lax.dynamic_update_slice(out, ends[1:], (0,))
-        return jax.lax.dynamic_update_slice(out, ends[:1], (field.shape[0] - 1,))
+        n = field.shape[0]
+        i = jax.lax.broadcasted_iota(jnp.int32, field.shape, 0)
+        out = (_shifted(field, (-1,)) + _shifted(field, (1,))) - 2.0 * field
+        return out + jnp.where(i == 0, field[-1], jnp.where(i == n - 1, field[0], zero))
     rows, cols = field.shape
-    top = _wrap(jnp.concatenate([field[-1:], field[:2]]), axis=1)
-    bottom = _wrap(jnp.concatenate([field[-2:], field[:1]]), axis=1)
-    left = _wrap(jnp.concatenate([field[:, -1:], field[:, :2]], axis=1), axis=0)
-    right = _wrap(jnp.concatenate([field[:, -2:], field[:, :1]], axis=1), axis=0)
-    out = jax.lax.dynamic_update_slice(out, _stencil_valid(field, stencil), (1, 1))
-    out = jax.lax.dynamic_update_slice(out, _stencil_valid(left, stencil), (0, 0))
-    out = jax.lax.dynamic_update_slice(out, _stencil_valid(right, stencil), (0, cols - 1))
-    out = jax.lax.dynamic_update_slice(out, _stencil_valid(top, stencil), (0, 0))
-    return jax.lax.dynamic_update_slice(out, _stencil_valid(bottom, stencil), (rows - 1, 0))
+    top, bottom, left, right = _ring_corrections(field, stencil)
+    i = jax.lax.broadcasted_iota(jnp.int32, field.shape, 0)
+    j = jax.lax.broadcasted_iota(jnp.int32, field.shape, 1)
+    ring_rows = jnp.where(i == 0, top[None, :], jnp.where(i == rows - 1, bottom[None, :], zero))
+    inner = (i > 0) & (i < rows - 1)
+    ring_cols = jnp.where(
+        inner & (j == 0), left[:, None], jnp.where(inner & (j == cols - 1), right[:, None], zero)
+    )
+    scale = _WEIGHTS[stencil][2]
+    interior = _sum_zero_padded(field, stencil)
+    interior = interior / scale if scale != 1.0 else interior
+    return interior + (ring_rows + ring_cols)
 
 
 def _laplacian_padded(field: jax.Array, stencil: str) -> jax.Array:
@@ -159,7 +233,8 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
     Args:
       x: an array of any shape and floating dtype.
       stencil: ``"9point"`` (isotropic, the default) or ``"5point"``.
-      impl: ``"slices"`` (static shifted slices of ``x``, the wrap-around ring patched in),
+      impl: ``"slices"`` (static slices of a zero-padded ``x``, the wrap-around ring added as
+        a correction),
         ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
         ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (the measured fastest,
         ``"slices"``). All give the same numbers to float rounding.
