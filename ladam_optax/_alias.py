@@ -96,7 +96,7 @@ def ladam(
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"`` (same numbers). Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"`` (same numbers). Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. With ``weight_decay`` or
@@ -167,7 +167,7 @@ def ladamw(
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
       mask: a pytree of bools like the params, or a callable returning one: which leaves decay
         (as in ``optax.adamw``). Static.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
@@ -222,7 +222,7 @@ def ladagrad(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -295,7 +295,7 @@ def lrmsprop(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

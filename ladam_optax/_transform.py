@@ -194,7 +194,8 @@ def scale_by_ladam(
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``; see :func:`laplacian`. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``; see
+        :func:`laplacian`. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdamState`.
@@ -280,7 +281,7 @@ def add_weight_diffusion(
       c2: diffusion strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not diffused.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an empty state; its ``update`` needs
@@ -354,7 +355,7 @@ def scale_by_ladagrad(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdaGradState`.
@@ -427,7 +428,7 @@ def scale_by_lrmsprop(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLRMSPropState`.
