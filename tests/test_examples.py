@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 from helpers import REPO, require
 
 
@@ -25,3 +26,42 @@ def test_quickstart(tmp_path, capsys):
     saved = json.loads((tmp_path / "quickstart.json").read_text())
     assert saved["steps"] == 40 and len(saved["runs"]) == 2
     assert "ladam" in capsys.readouterr().out
+
+
+def test_pinn_wave(tmp_path):
+    args = [
+        "--steps",
+        "250",
+        "--seeds",
+        "2",
+        "--c2",
+        "1e-4",
+        "--interior",
+        "64",
+        "--out",
+        str(tmp_path),
+    ]
+    _load("pinn_wave").main(args)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 250 and isinstance(results["problem"], str)
+    runs = results["runs"]
+    assert [(r["optimizer"], r["c2"]) for r in runs[:3]] == [
+        ("adam", None),
+        ("ladam", 1e-4),
+        ("ladam", 1e-30),
+    ]
+    assert len(runs) == 6  # 3 configurations x 2 seeds
+    for run in runs:
+        assert set(run) >= {
+            "optimizer",
+            "c2",
+            "seed",
+            "l2_error",
+            "final_loss",
+            "seconds",
+            "l2_curve",
+        }
+        assert run["l2_curve"][-1] == [250, run["l2_error"]]
+        assert 0.0 < run["l2_error"] < 10.0 and np.isfinite(run["final_loss"])
+    assert {row["seeds"] for row in results["summary"]} == {2}
+    assert (tmp_path / "pinn_wave.png").stat().st_size > 10_000
