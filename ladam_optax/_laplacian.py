@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 STENCILS = ("5point", "9point")
-IMPLEMENTATIONS = ("auto", "conv", "slices", "padded")
+IMPLEMENTATIONS = ("auto", "slices", "shifts", "padded", "conv")
 
 _KERNELS_2D = {
     "9point": np.array([[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]]) / 6.0,
@@ -39,9 +39,8 @@ def check_stencil(stencil: str) -> str:
 def check_implementation(impl: str) -> str:
     """Returns ``impl`` if it names a known implementation, else raises ``ValueError``."""
     if impl not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"laplacian_impl must be 'auto', 'slices', 'conv' or 'padded', got {impl!r}"
-        )
+        names = ", ".join(repr(i) for i in IMPLEMENTATIONS)
+        raise ValueError(f"laplacian_impl must be one of {names}, got {impl!r}")
     return impl
 
 
@@ -60,14 +59,25 @@ def folded_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
 
 
 def resolve_implementation(impl: str) -> str:
-    """Maps ``"auto"`` to the implementation measured fastest (``benchmarks/optimizer_step.py``).
+    """Maps ``"auto"`` to the implementation measured best for the setting.
 
-    ``"slices"`` won on CPU by a wide margin (README, Performance); a one-channel convolution
-    also wastes the matrix units of GPUs and TPUs, so it is the default on every backend until
-    a measurement there says otherwise.
+    ``"slices"`` on a single device: the fastest by a wide margin on CPU (README,
+    Performance); a one-channel convolution also wastes the matrix units of GPUs and TPUs, so
+    it is the default on every backend until a measurement there says otherwise.
+    ``"shifts"`` when several devices are present (``jax.device_count() > 1``): parameters are
+    then usually sharded, and it is the form that XLA's SPMD partitioner turns into halo
+    exchanges only, with no all-gather (README, Multi-device and TPU).
     """
     check_implementation(impl)
-    return "slices" if impl == "auto" else impl
+    if impl != "auto":
+        return impl
+    return "shifts" if jax.device_count() > 1 else "slices"
+
+
+def _explicitly_sharded() -> bool:
+    """Whether the current mesh (``jax.set_mesh``) has Explicit axes."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return not mesh.empty and any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
 
 
 def _wrap_pad(field: jax.Array) -> jax.Array:
@@ -170,6 +180,76 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     return interior + (ring_rows + ring_cols)
 
 
+def _axis0_offsets(step: int, size: int) -> list[int]:
+    """Zero-padded offsets along one axis whose sum is a periodic shift by ``step``."""
+    if step == 0:
+        return [0]
+    return [o for o in (step, step - size if step > 0 else step + size) if abs(o) < size]
+
+
+def _trailing_offsets(step: int, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Zero-padded offsets over ``shape`` whose sum is a periodic shift by ``step`` (0 or +-1)
+    of the *flattened* axes: a step along the last axis, carrying into the earlier ones."""
+    if step == 0:
+        return [(0,) * len(shape)]
+    terms = []
+    for axis in range(len(shape) - 1, -1, -1):  # borrow from axis `axis`, wrap the later ones
+        later = tuple(-step * (n - 1) for n in shape[axis + 1 :])
+        terms.append((0,) * axis + (step,) + later)
+    terms.append(tuple(-step * (n - 1) for n in shape))  # the very first / last element
+    return [t for t in terms if all(abs(o) < n for o, n in zip(t, shape, strict=True))]
+
+
+def _shifted_per_axis(x: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
+    """:func:`_shifted` as one single-axis shift after another (equal: the bounds of different
+    axes are independent). Under sharding each step then moves data along one mesh axis only,
+    which XLA does with collective-permutes, where a diagonal move costs an all-gather."""
+    for axis, offset in enumerate(offsets):
+        if offset:
+            x = _shifted(x, tuple(offset if a == axis else 0 for a in range(x.ndim)))
+    return x
+
+
+def _periodic_tap(x: jax.Array, row_step: int, col_step: int) -> jax.Array:
+    """``x`` shifted periodically by one tap of the folded ``(shape[0], -1)`` field."""
+    if x.ndim == 1:
+        offsets = [(o,) for o in _axis0_offsets(row_step, x.shape[0])]
+    else:
+        offsets = [
+            (r, *c)
+            for r in _axis0_offsets(row_step, x.shape[0])
+            for c in _trailing_offsets(col_step, x.shape[1:])
+        ]
+    terms = [_shifted_per_axis(x, o) for o in offsets]
+    out = terms[0]
+    for term in terms[1:]:
+        out = out + term
+    return out
+
+
+def _laplacian_shifts(x: jax.Array, stencil: str) -> jax.Array:
+    """The stencil on the unfolded array, from zero-padded shifts that sum to periodic ones.
+
+    Nothing is reshaped, concatenated or gathered: under SPMD sharding every term is a slice
+    and a pad of the array itself, which XLA partitions with halo exchanges
+    (collective-permutes) and no all-gather, whichever axes are sharded. Costs ~2x the
+    ``"slices"`` form on one CPU device.
+    """
+    if x.ndim == 1:
+        return (_periodic_tap(x, -1, 0) + _periodic_tap(x, 1, 0)) - 2.0 * x
+    corner, edge, scale = _WEIGHTS[stencil]
+    edges = (_periodic_tap(x, -1, 0) + _periodic_tap(x, 1, 0)) + (
+        _periodic_tap(x, 0, -1) + _periodic_tap(x, 0, 1)
+    )
+    total = edge * edges - 4.0 * (corner + edge) * x
+    if corner:
+        corners = (_periodic_tap(x, -1, -1) + _periodic_tap(x, -1, 1)) + (
+            _periodic_tap(x, 1, -1) + _periodic_tap(x, 1, 1)
+        )
+        total = corner * corners + total
+    return total / scale if scale != 1.0 else total
+
+
 def _laplacian_padded(field: jax.Array, stencil: str) -> jax.Array:
     """The stencil from a wrap-padded copy: the obvious form, kept for benchmarks and tests."""
     return _stencil_valid(_wrap_pad(field), stencil)
@@ -188,6 +268,7 @@ def _laplacian_conv(field: jax.Array, stencil: str) -> jax.Array:
 
 _IMPLEMENTATIONS = {
     "slices": _laplacian_slices,
+    "shifts": _laplacian_shifts,
     "conv": _laplacian_conv,
     "padded": _laplacian_padded,
 }
@@ -235,5 +316,15 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
     field_shape = folded_shape(x.shape)
     if field_shape is None:
         return jnp.zeros_like(x)
-    out = _IMPLEMENTATIONS[impl](x.reshape(field_shape), stencil)
-    return out.reshape(x.shape).astype(x.dtype)
+    if impl == "shifts":  # works on the unfolded array: no resharding reshape
+        compute = functools.partial(_laplacian_shifts, stencil=stencil)
+    else:
+
+        def compute(y):
+            return _IMPLEMENTATIONS[impl](y.reshape(field_shape), stencil).reshape(y.shape)
+
+    if _explicitly_sharded():
+        # Under Explicit axes, slices and pads of sharded dims have no sharding rule of their
+        # own: let the partitioner choose inside, and come back with the input's sharding.
+        compute = jax.sharding.auto_axes(compute, out_sharding=jax.typeof(x).sharding)
+    return compute(x).astype(x.dtype)

@@ -12,3 +12,5 @@ for version in 0.2.0 0.4.1; do
     pip install --no-deps --target ".refs/ladam-$version" "ladam==$version"
 done
 python -m pytest "$@"
+# The multi-device suite needs 8 simulated CPU devices set before JAX starts: its own process.
+LADAM_MULTIDEVICE=1 python -m pytest tests/multidevice "$@"
