@@ -32,6 +32,9 @@ OPTIMIZERS_UNDER_TEST = {
 }
 
 
+NAMES_UNDER_TEST = list(OPTIMIZERS_UNDER_TEST)
+
+
 def build(name: str, **overrides):
     """The optimizer ``name`` of the table, with some keyword arguments replaced."""
     factory, kwargs = OPTIMIZERS_UNDER_TEST[name]
@@ -114,3 +117,42 @@ def load_reference(version: str) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def checkpoint_resume(tx, params, grads: list, directory, abstract_state=None, split: int = 3):
+    """Runs ``len(grads)`` steps straight, and again with an Orbax save/restore after ``split``.
+
+    Returns ``(uninterrupted, resumed, restored)``: the final ``{"params", "opt_state"}`` of
+    both runs, and the tree that came back from the checkpoint. ``abstract_state`` is the
+    restore target for the state (default ``jax.eval_shape(tx.init, params)``).
+    """
+    import optax
+
+    ocp = require("orbax.checkpoint", "for checkpoint/resume")
+
+    @jax.jit
+    def step(grads, state, params):
+        updates, state = tx.update(grads, state, params)
+        return state, optax.apply_updates(params, updates)
+
+    def run(tree, gradients):
+        state, p = tree["opt_state"], tree["params"]
+        for g in gradients:
+            state, p = step(g, state, p)
+        return {"params": p, "opt_state": state}
+
+    start = {"params": params, "opt_state": tx.init(params)}
+    uninterrupted = run(start, grads)
+    halfway = run(start, grads[:split])
+    checkpointer = ocp.StandardCheckpointer()
+    path = pathlib.Path(directory).resolve() / "checkpoint"
+    checkpointer.save(path, halfway)
+    checkpointer.wait_until_finished()
+    target = {
+        "params": jax.tree.map(ocp.utils.to_shape_dtype_struct, params),
+        "opt_state": abstract_state
+        if abstract_state is not None
+        else jax.eval_shape(tx.init, params),
+    }
+    restored = checkpointer.restore(path, target)
+    return uninterrupted, run(restored, grads[split:]), restored

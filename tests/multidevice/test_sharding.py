@@ -19,7 +19,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import OPTIMIZERS_UNDER_TEST, build
+from helpers import OPTIMIZERS_UNDER_TEST, build, checkpoint_resume
 
 NAMES = list(OPTIMIZERS_UNDER_TEST)
 LEAVES = {
@@ -173,3 +173,29 @@ def test_abstract_sharded_state(name):
             spec = LEAVES[_leaf_name(path)][1]
             assert _same_sharding(leaf, spec), jax.tree_util.keystr(path)
             assert _same_sharding(other, spec), jax.tree_util.keystr(path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_resume_on_the_mesh(name, tmp_path):
+    """Save mid-training, restore into a sharded abstract target, continue: bit-identical."""
+    mesh = _mesh()
+    tx = build(name)
+    params = _shard(_tree(0), mesh)
+    grads = [_shard(_tree(seed), mesh) for seed in range(1, 7)]
+    replicated = NamedSharding(mesh, P())
+
+    def target(x):  # scalars (the step count) replicated on the mesh, the rest as they are
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding if x.ndim else replicated)
+
+    abstract_state = jax.tree.map(target, tx.init(params))
+    uninterrupted, resumed, restored = checkpoint_resume(
+        tx, params, grads, tmp_path, abstract_state
+    )
+    assert jax.tree.structure(restored["opt_state"]) == jax.tree.structure(tx.init(params))
+    for key, (_, spec) in LEAVES.items():
+        assert _same_sharding(restored["params"][key], spec)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(restored["opt_state"])[0]:
+        if _leaf_name(path):
+            assert _same_sharding(leaf, LEAVES[_leaf_name(path)][1]), jax.tree_util.keystr(path)
+    for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
