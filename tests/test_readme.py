@@ -1,4 +1,8 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written.
+
+```python blocks are complete programs and run here; ```py blocks are fragments (they need a
+mesh or a checkpoint path) shown for reading, and the code they show is tested elsewhere.
+"""
 
 import contextlib
 import io

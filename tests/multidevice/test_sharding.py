@@ -199,3 +199,18 @@ def test_checkpoint_resume_on_the_mesh(name, tmp_path):
             assert _same_sharding(leaf, LEAVES[_leaf_name(path)][1]), jax.tree_util.keystr(path)
     for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sharded_training_example(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "sharded_training.py"
+    spec = importlib.util.spec_from_file_location("sharded_training", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--steps", "20", "--out", str(tmp_path)])
+    assert result["devices"] == 8 and len(result["losses"]) == 20
+    assert result["losses"][-1] < 0.5 * result["losses"][0]
+    assert (tmp_path / "checkpoint").is_dir()
+    out = capsys.readouterr().out
+    assert "saved and restored" in out and "first moment P(None, 'model')" in out
