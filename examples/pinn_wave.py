@@ -76,11 +76,24 @@ def second_derivative(f, xt, axis):
     return jax.jvp(first, (xt,), (direction,))[1]
 
 
+def wave_residual(f, xt):
+    """u_tt - u_xx for every row in one forward-over-forward pass.
+
+    With H the Hessian in (x, t): d2^T H d1 = u_tt - u_xx for d1 = (1, 1), d2 = (-1, 1)
+    (the wave operator factors as (d_t - d_x)(d_t + d_x)); half the cost of the two second
+    derivatives.
+    """
+    along = jnp.broadcast_to(jnp.array([1.0, 1.0]), xt.shape)
+    across = jnp.broadcast_to(jnp.array([-1.0, 1.0]), xt.shape)
+    first = lambda y: jax.jvp(f, (y,), (along,))[1]  # noqa: E731
+    return jax.jvp(first, (xt,), (across,))[1]
+
+
 def make_loss(graphdef):
     def loss(params, points):
         u = lambda xt: nnx.merge(graphdef, params)(xt)  # noqa: E731
         interior, initial = points["interior"], points["initial"]
-        residual = second_derivative(u, interior, 1) - second_derivative(u, interior, 0)
+        residual = wave_residual(u, interior)
         velocity = jax.jvp(u, (initial,), (jnp.zeros_like(initial).at[:, 1].set(1.0),))[1]
         return (
             jnp.mean(residual**2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from helpers import REPO, require
 
@@ -65,3 +67,14 @@ def test_pinn_wave(tmp_path):
         assert 0.0 < run["l2_error"] < 10.0 and np.isfinite(run["final_loss"])
     assert {row["seeds"] for row in results["summary"]} == {2}
     assert (tmp_path / "pinn_wave.png").stat().st_size > 10_000
+
+
+def test_pinn_residual_is_u_tt_minus_u_xx():
+    example = _load("pinn_wave")
+    model = example.MLP(example.nnx.Rngs(0), width=16, depth=2)
+    xt = jax.random.uniform(jax.random.key(1), (50, 2))
+    expected = example.second_derivative(model, xt, 1) - example.second_derivative(model, xt, 0)
+    np.testing.assert_allclose(example.wave_residual(model, xt), expected, rtol=1e-4, atol=1e-5)
+    # and the helper itself on a known function: d2/dt2 of sin(pi x) cos(pi t)
+    u_tt = example.second_derivative(example.exact, xt, 1)
+    np.testing.assert_allclose(u_tt, -(jnp.pi**2) * example.exact(xt), rtol=1e-4, atol=1e-4)
