@@ -78,3 +78,16 @@ def test_pinn_residual_is_u_tt_minus_u_xx():
     # and the helper itself on a known function: d2/dt2 of sin(pi x) cos(pi t)
     u_tt = example.second_derivative(example.exact, xt, 1)
     np.testing.assert_allclose(u_tt, -(jnp.pi**2) * example.exact(xt), rtol=1e-4, atol=1e-4)
+
+
+def test_transformer_digits(tmp_path):
+    results = _load("transformer_digits").main(
+        ["--epochs", "1", "--seeds", "1", "--out", str(tmp_path)]
+    )
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["epochs"] == 1 and [r["optimizer"] for r in saved["runs"]] == ["adam", "ladam"]
+    for run in saved["runs"]:
+        assert set(run) >= {"optimizer", "c2", "seed", "test_accuracy", "test_loss", "curve"}
+        assert 0.1 < run["test_accuracy"] <= 1.0  # one epoch learns something
+    assert [r["optimizer"] for r in results["summary"]] == ["adam", "ladam"]
+    assert (tmp_path / "transformer_digits.png").stat().st_size > 10_000
