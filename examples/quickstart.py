@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 import time
 
 import jax.numpy as jnp
@@ -22,6 +23,9 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 import ladam_optax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _classifier import evaluate, train_step
 
 
 class MLP(nnx.Module):
@@ -43,24 +47,6 @@ def load_data(seed: int):
         x, digits.target, test_size=0.3, random_state=seed, stratify=digits.target
     )
     return (jnp.asarray(x_train), jnp.asarray(y_train)), (jnp.asarray(x_test), jnp.asarray(y_test))
-
-
-def loss_fn(model, x, y):
-    logits = model(x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
-
-
-@nnx.jit
-def train_step(model, optimizer, x, y):
-    (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
-    optimizer.update(model, grads)
-    return loss
-
-
-@nnx.jit
-def evaluate(model, x, y):
-    loss, logits = loss_fn(model, x, y)
-    return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
 
 def train(name: str, tx: optax.GradientTransformation, args, data) -> dict:

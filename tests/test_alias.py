@@ -45,10 +45,9 @@ def _assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_converges(name):
+def _initial_and_final_loss(tx, steps):
+    """Trains ``tx`` on the quadratic problem for ``steps`` jitted steps."""
     params, loss = quadratic_problem()
-    tx = build(name)
     state = tx.init(params)
 
     @jax.jit
@@ -57,9 +56,15 @@ def test_converges(name):
         return optax.apply_updates(params, updates), state
 
     initial = float(loss(params))
-    for _ in range(300):
+    for _ in range(steps):
         params, state = step(params, state)
-    assert float(loss(params)) < 0.3 * initial
+    return initial, float(loss(params))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_converges(name):
+    initial, final = _initial_and_final_loss(build(name), 300)
+    assert final < 0.3 * initial
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -225,20 +230,11 @@ def test_apply_if_finite_skips_a_nan_step(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_works_as_the_outer_optimizer_of_sam(name):
-    params, loss = quadratic_problem()
     adv = optax.chain(optax.contrib.normalize(), optax.sgd(0.05))
-    tx = optax.contrib.sam(build(name), adv, sync_period=2)
-    state = tx.init(params)
-
-    @jax.jit
-    def step(params, state):
-        updates, state = tx.update(jax.grad(loss)(params), state, params)
-        return optax.apply_updates(params, updates), state
-
-    initial = float(loss(params))
-    for _ in range(200):
-        params, state = step(params, state)
-    assert float(loss(params)) < 0.5 * initial
+    initial, final = _initial_and_final_loss(
+        optax.contrib.sam(build(name), adv, sync_period=2), 200
+    )
+    assert final < 0.5 * initial
 
 
 ODD_SHAPES = {"scalar": (), "empty": (0,), "empty2d": (0, 7), "one": (1, 1), "thin": (2, 100)}
