@@ -3,6 +3,7 @@
 from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
 from ladam_optax._auto import suggest_c2
 from ladam_optax._laplacian import laplacian
+from ladam_optax._schedules import chi_anneal_schedule
 from ladam_optax._transform import (
     ScaleByLAdaGradState,
     ScaleByLAdamState,
@@ -21,6 +22,7 @@ __all__ = [
     "ScaleByLRMSPropState",
     "__version__",
     "add_weight_diffusion",
+    "chi_anneal_schedule",
     "ladagrad",
     "ladam",
     "ladamw",
