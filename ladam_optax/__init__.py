@@ -4,6 +4,7 @@ from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
 from ladam_optax._auto import suggest_c2
 from ladam_optax._laplacian import laplacian
 from ladam_optax._schedules import chi_anneal_schedule
+from ladam_optax._smoothing import laplacian_smoothing
 from ladam_optax._transform import (
     ScaleByLAdaGradState,
     ScaleByLAdamState,
@@ -27,6 +28,7 @@ __all__ = [
     "ladam",
     "ladamw",
     "laplacian",
+    "laplacian_smoothing",
     "lrmsprop",
     "scale_by_ladagrad",
     "scale_by_ladam",

@@ -11,6 +11,8 @@ for version in 0.2.0 0.4.1; do
   [ -f ".refs/ladam-$version/ladam/__init__.py" ] ||
     pip install --no-deps --target ".refs/ladam-$version" "ladam==$version"
 done
+[ -f ".refs/torchzero-0.4.4/torchzero/__init__.py" ] ||
+  pip install --no-deps --target ".refs/torchzero-0.4.4" "torchzero==0.4.4"
 python -m pytest "$@"
 # The multi-device suite needs 8 simulated CPU devices set before JAX starts: its own process.
 LADAM_MULTIDEVICE=1 python -m pytest tests/multidevice "$@"
