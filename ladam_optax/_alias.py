@@ -32,6 +32,7 @@ def _adam_like(
     laplacian_impl: str,
     decay_link: optax.GradientTransformation | None,
     decay_before: bool,
+    wave: dict,
 ) -> optax.GradientTransformationExtraArgs:
     """Chains weight decay (before or after the moments), LAdam, the learning rate, and for
     ``mode="weight_lap"`` the weight diffusion that follows the step."""
@@ -47,13 +48,18 @@ def _adam_like(
         tail = [add_weight_diffusion(c2, **spatial, laplacian_impl=laplacian_impl)]
     else:
         scale = scale_by_ladam(
-            b1, b2, eps, c2, mode, mu_dtype=mu_dtype, **spatial, laplacian_impl=laplacian_impl
-        )
+            b1, b2, eps, c2, mode, mu_dtype=mu_dtype, **spatial, **wave,
+            laplacian_impl=laplacian_impl,
+        )  # fmt: skip
         tail = []
     links = [scale, optax.scale_by_learning_rate(learning_rate), *tail]
     if decay_link is not None:
         links.insert(0 if decay_before else 1, decay_link)
     return optax.chain(*links)
+
+
+def _wave(dt, kappa, rest_level, damping) -> dict:
+    return dict(wave_dt=dt, wave_kappa=kappa, wave_E0=rest_level, wave_damping=damping)
 
 
 def ladam(
@@ -68,6 +74,10 @@ def ladam(
     min_spatial_size: int = 16,
     mu_dtype: Any | None = None,
     *,
+    wave_dt: float = 0.1,
+    wave_kappa: float = 0.1,
+    wave_E0: float = 0.0,
+    wave_damping: float = 0.5,
     laplacian_impl: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     """LAdam: Adam whose second moment is smoothed by a periodic Laplacian.
@@ -92,10 +102,13 @@ def ladam(
       eps: added to the root of the second moment; also the floor of the smoothed variance.
       weight_decay: coupled L2 coefficient, >= 0. Left out of the chain when statically 0.
       c2: Laplacian coupling strength, >= 0 (see :func:`suggest_c2`).
-      mode: ``"variance_lap"``, ``"update_lap"`` or ``"weight_lap"``. Static.
+      mode: ``"variance_lap"``, ``"update_lap"``, ``"weight_lap"`` or ``"wave_variance"``
+        (see :func:`scale_by_ladam`). Static.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
+      wave_dt, wave_kappa, wave_E0, wave_damping: ``mode="wave_variance"``'s leapfrog step,
+        source strength, rest level (0: the first step's RMS gradient) and damping.
       laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"`` (same numbers). Static.
 
     Returns:
@@ -126,6 +139,7 @@ def ladam(
     return _adam_like(
         learning_rate, b1, b2, eps, c2, mode, stencil, min_spatial_size, mu_dtype,
         laplacian_impl, decay, decay_before=True,
+        wave=_wave(wave_dt, wave_kappa, wave_E0, wave_damping),
     )  # fmt: skip
 
 
@@ -142,6 +156,10 @@ def ladamw(
     mu_dtype: Any | None = None,
     mask: Any | None = None,
     *,
+    wave_dt: float = 0.1,
+    wave_kappa: float = 0.1,
+    wave_E0: float = 0.0,
+    wave_damping: float = 0.5,
     laplacian_impl: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     """LAdamW: LAdam with decoupled weight decay, as ``ladam`` 0.4.1's ``LAdamW``.
@@ -161,7 +179,8 @@ def ladamw(
       eps: added to the root of the second moment; also the floor of the smoothed variance.
       weight_decay: decoupled decay coefficient, >= 0.
       c2: Laplacian coupling strength, >= 0.
-      mode: ``"variance_lap"``, ``"update_lap"`` or ``"weight_lap"``. Static.
+      mode: ``"variance_lap"``, ``"update_lap"``, ``"weight_lap"`` or ``"wave_variance"``
+        (see :func:`scale_by_ladam`). Static.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
@@ -190,6 +209,7 @@ def ladamw(
     return _adam_like(
         learning_rate, b1, b2, eps, c2, mode, stencil, min_spatial_size, mu_dtype,
         laplacian_impl, decay, decay_before=False,
+        wave=_wave(wave_dt, wave_kappa, wave_E0, wave_damping),
     )  # fmt: skip
 
 

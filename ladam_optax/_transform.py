@@ -22,7 +22,7 @@ from ladam_optax._laplacian import (
     resolve_implementation,
 )
 
-MODES = ("variance_lap", "update_lap", "weight_lap")
+MODES = ("variance_lap", "update_lap", "weight_lap", "wave_variance")
 
 Gate = bool | jax.Array
 
@@ -40,6 +40,25 @@ class ScaleByLAdamState(NamedTuple):
     count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
+
+
+class ScaleByWaveLAdamState(NamedTuple):
+    """State of :func:`scale_by_ladam` with ``mode="wave_variance"``.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      mu: first moment, in ``mu_dtype`` or the parameters' dtype.
+      nu: the wave-driven variance field ``v_t`` (no EMA, no bias correction).
+      nu_prev: ``v_{t-1}``, for the leapfrog step.
+      e0_sq: per leaf, the squared rest energy ``E0^2``: ``wave_E0**2``, or when
+        ``wave_E0 == 0`` the first step's ``mean(g^2)`` (array state, no host sync).
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    nu_prev: optax.Updates
+    e0_sq: optax.Updates
 
 
 class ScaleByLAdaGradState(NamedTuple):
@@ -163,6 +182,10 @@ def scale_by_ladam(
     min_spatial_size: int = 16,
     mu_dtype: Any | None = None,
     *,
+    wave_dt: float = 0.1,
+    wave_kappa: float = 0.1,
+    wave_E0: float = 0.0,
+    wave_damping: float = 0.5,
     laplacian_impl: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     """Rescales updates by Adam's moments, with the second moment smoothed by a Laplacian.
@@ -181,6 +204,12 @@ def scale_by_ladam(
     only to leaves with at least ``min_spatial_size`` elements and only when ``c2 > 0``;
     elsewhere the update is exactly Adam's.
 
+    ``mode="wave_variance"`` (``ladam`` 0.4.1) replaces the EMA of ``v`` by a damped wave
+    equation, leapfrogged: :math:`v_1 = \\max(g_1^2, \\epsilon)` and
+    :math:`v_{t+1} = \\max((2 - d) v_t - (1 - d) v_{t-1} + \\Delta t^2 (c_2 \\Delta v_t
+    - \\kappa (g^2 - E_0^2)), \\epsilon)`, then :math:`u_t = \\hat m_t / (\\sqrt{v_t} + \\epsilon)`
+    (state :class:`ScaleByWaveLAdamState`; ``b2`` is unused).
+
     ``mode="weight_lap"`` diffuses the *parameters* after the learning-rate step, so it cannot
     live in a transformation that runs before the learning rate: use
     ``ladam(..., mode="weight_lap")``, which chains :func:`add_weight_diffusion` after it.
@@ -194,11 +223,16 @@ def scale_by_ladam(
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``; see
+      wave_dt: ``wave_variance`` time step, >= 0.
+      wave_kappa: ``wave_variance`` source strength, >= 0.
+      wave_E0: ``wave_variance`` rest level (0: the first step's RMS gradient), >= 0.
+      wave_damping: ``wave_variance`` damping ``d``, in [0, 1].
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``; see
         :func:`laplacian`. Static.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdamState`.
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdamState`
+      (:class:`ScaleByWaveLAdamState` for ``wave_variance``).
 
     Examples:
       >>> import jax.numpy as jnp, optax
@@ -226,6 +260,14 @@ def scale_by_ladam(
         )
     impl = resolve_implementation(laplacian_impl)
     mu_dtype = None if mu_dtype is None else jax.dtypes.canonicalize_dtype(mu_dtype)
+    if mode == "wave_variance":
+        for name, value in (("wave_dt", wave_dt), ("wave_kappa", wave_kappa), ("wave_E0", wave_E0)):
+            _checks.non_negative(name, value)
+        _checks.non_negative("wave_damping", wave_damping)
+        if (_checks.static_value(wave_damping) or 0.0) > 1.0:
+            raise ValueError(f"wave_damping must be in [0, 1], got {wave_damping!r}")
+        wave = (wave_dt, wave_kappa, wave_E0, wave_damping)
+        return _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl)
 
     def init_fn(params):
         return ScaleByLAdamState(
@@ -255,6 +297,61 @@ def scale_by_ladam(
         nu = jax.tree.map(lambda g, v: _ema(g, v, b2, jnp.square), updates, state.nu)
         updates = jax.tree.map(direction, updates, mu, nu)
         return updates, ScaleByLAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl):
+    """``scale_by_ladam(mode="wave_variance")``: see its docstring."""
+    dt, kappa, rest_level, damping = wave
+
+    def init_fn(params):
+        return ScaleByWaveLAdamState(
+            count=jnp.zeros([], jnp.int32),
+            mu=optax.tree.zeros_like(params, dtype=mu_dtype),
+            nu=optax.tree.zeros_like(params),
+            nu_prev=optax.tree.zeros_like(params),
+            e0_sq=jax.tree.map(lambda p: jnp.zeros([], p.dtype), params),
+        )
+
+    def leaf(g, m, v, v_prev, e0_sq, count):
+        dtype, store = _compute_dtype(g.dtype), v.dtype
+        first = count == 1
+        g2 = jnp.square(g.astype(dtype))
+        v, v_prev = v.astype(dtype), v_prev.astype(dtype)
+        seeded = jnp.maximum(g2, _cast(eps, dtype))
+        level = _checks.static_value(rest_level)
+        mean_g2 = jnp.mean(g2) if g.size else jnp.zeros([], dtype)
+        if level is not None:
+            e0_first = level * level if level else mean_g2
+        else:
+            level_ = jnp.asarray(rest_level).astype(dtype)
+            e0_first = jnp.where(level_ != 0, level_ * level_, mean_g2)
+        e0_sq = jnp.where(first, e0_first, e0_sq.astype(dtype))
+        gate = smoothing_gate(c2, min_spatial_size, g.size)
+        accel = -_cast(kappa, dtype) * (g2 - e0_sq)
+        if gate is not False and folded_shape(g.shape) is not None:
+            diffusion = _cast(c2, dtype) * laplacian(v, stencil, impl=impl)
+            accel = accel + (diffusion if gate is True else jnp.where(gate, diffusion, 0.0))
+        d, step = _cast(damping, dtype), _cast(dt, dtype)
+        leapfrog = (2.0 - d) * v - (1.0 - d) * v_prev + step * step * accel
+        v_new = jnp.where(first, seeded, jnp.maximum(leapfrog, _cast(eps, dtype)))
+        v_prev_new = jnp.where(first, seeded, v)
+        m_hat = m.astype(dtype) / _bias_correction(b1, count, dtype)
+        u = m_hat / (jnp.sqrt(v_new) + _cast(eps, dtype))
+        return u.astype(g.dtype), v_new.astype(store), v_prev_new.astype(store), e0_sq
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = optax.safe_increment(state.count)
+        mu = jax.tree.map(lambda g, m: _ema(g, m, b1, jnp.asarray), updates, state.mu)
+        treedef = jax.tree.structure(updates)
+        trees = (updates, mu, state.nu, state.nu_prev, state.e0_sq)
+        columns = zip(*(treedef.flatten_up_to(t) for t in trees), strict=True)
+        results = [leaf(*column, count) for column in columns]
+        u, nu, nu_prev, e0_sq = (treedef.unflatten([r[i] for r in results]) for i in range(4))
+        e0_sq = jax.tree.map(lambda e, old: e.astype(old.dtype), e0_sq, state.e0_sq)
+        return u, ScaleByWaveLAdamState(count, mu, nu, nu_prev, e0_sq)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

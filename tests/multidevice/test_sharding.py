@@ -75,8 +75,12 @@ def _same_sharding(x, spec) -> bool:
     return actual + (None,) * (x.ndim - len(actual)) == tuple(spec) + (None,) * (x.ndim - len(spec))
 
 
-def _leaf_name(path) -> str | None:
+def _leaf_name(path, leaf=None) -> str | None:
+    """The parameter a state leaf shadows (None for scalars such as counts, which are
+    replicated)."""
     keys = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+    if leaf is not None and leaf.ndim == 0:
+        return None
     return keys[-1] if keys and keys[-1] in LEAVES else None
 
 
@@ -98,7 +102,7 @@ def test_sharded_step_equals_unsharded_and_keeps_shardings(name):
         assert _same_sharding(updates[key], spec), key
     checked = 0
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        key = _leaf_name(path)
+        key = _leaf_name(path, leaf)
         if key is not None:
             assert _same_sharding(leaf, LEAVES[key][1]), jax.tree_util.keystr(path)
             checked += 1
@@ -169,7 +173,7 @@ def test_abstract_sharded_state(name):
     assert len(flat) == len(jax.tree.leaves(concrete))
     for (path, leaf), other in zip(flat, jax.tree.leaves(concrete), strict=True):
         assert (leaf.shape, leaf.dtype) == (other.shape, other.dtype)
-        if _leaf_name(path):
+        if _leaf_name(path, leaf):
             spec = LEAVES[_leaf_name(path)][1]
             assert _same_sharding(leaf, spec), jax.tree_util.keystr(path)
             assert _same_sharding(other, spec), jax.tree_util.keystr(path)
@@ -195,7 +199,7 @@ def test_checkpoint_resume_on_the_mesh(name, tmp_path):
     for key, (_, spec) in LEAVES.items():
         assert _same_sharding(restored["params"][key], spec)
     for path, leaf in jax.tree_util.tree_flatten_with_path(restored["opt_state"])[0]:
-        if _leaf_name(path):
+        if _leaf_name(path, leaf):
             assert _same_sharding(leaf, LEAVES[_leaf_name(path)][1]), jax.tree_util.keystr(path)
     for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
