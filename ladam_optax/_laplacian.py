@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ladam_optax import _checks
+
 STENCILS = ("5point", "9point")
 IMPLEMENTATIONS = ("auto", "slices", "shifts", "padded", "conv")
 
@@ -38,10 +40,7 @@ def check_stencil(stencil: str) -> str:
 
 def check_implementation(impl: str) -> str:
     """Returns ``impl`` if it names a known implementation, else raises ``ValueError``."""
-    if impl not in IMPLEMENTATIONS:
-        names = ", ".join(repr(i) for i in IMPLEMENTATIONS)
-        raise ValueError(f"laplacian_impl must be one of {names}, got {impl!r}")
-    return impl
+    return _checks.choice("laplacian_impl", impl, IMPLEMENTATIONS)
 
 
 def folded_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
