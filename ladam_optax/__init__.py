@@ -1,8 +1,9 @@
 """LAdam, LAdamW, LAdaGrad and LRMSProp as Optax gradient transformations."""
 
 from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
-from ladam_optax._auto import suggest_c2
+from ladam_optax._auto import analyze_params, auto_configure, suggest_c2
 from ladam_optax._laplacian import laplacian
+from ladam_optax._reorder import compute_neuron_order, reorder_dense
 from ladam_optax._schedules import chi_anneal_schedule
 from ladam_optax._smoothing import laplacian_smoothing
 from ladam_optax._transform import (
@@ -25,13 +26,17 @@ __all__ = [
     "ScaleByWaveLAdamState",
     "__version__",
     "add_weight_diffusion",
+    "analyze_params",
+    "auto_configure",
     "chi_anneal_schedule",
+    "compute_neuron_order",
     "ladagrad",
     "ladam",
     "ladamw",
     "laplacian",
     "laplacian_smoothing",
     "lrmsprop",
+    "reorder_dense",
     "scale_by_ladagrad",
     "scale_by_ladam",
     "scale_by_lrmsprop",

@@ -1,6 +1,17 @@
-"""Choosing c2 for a model."""
+"""Choosing c2 for a model: by architecture name, or per parameter from a Flax model's paths."""
 
 from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import jax
+import optax
+
+from ladam_optax import _checks
+from ladam_optax._alias import ScalarOrSchedule, ladamw
+from ladam_optax._schedules import chi_anneal_schedule
 
 _C2_BY_ARCHITECTURE = {
     "pinn": 1e-5,
@@ -39,3 +50,255 @@ def suggest_c2(architecture: str = "auto") -> float:
         allowed = ", ".join(repr(k) for k in _C2_BY_ARCHITECTURE)
         raise ValueError(f"architecture must be one of {allowed}, got {architecture!r}")
     return _C2_BY_ARCHITECTURE[key]
+
+
+# What ``ladam.auto`` recommends per parameter category (its 64-experiment benchmark): only dense
+# (linear) kernels profit from the Laplacian; attention was harmful (GPT-2), the rest neutral.
+C2_BY_CATEGORY = {
+    "linear": 1e-5,
+    "conv": 0.0,
+    "attention": 0.0,
+    "norm": 0.0,
+    "embedding": 0.0,
+    "bias": 0.0,
+    "other": 0.0,
+}
+
+_ATTENTION_NAMES = frozenset(
+    {"self_attn", "multihead_attn", "attention", "attn", "q_proj", "k_proj", "v_proj", "out_proj"}
+    | {"query", "key", "value", "o_proj"}
+)
+_NORM_NAME = re.compile(r"norm|^(ln|bn|gn)(_?\d+|_[a-z0-9]+)?$")
+_RNN_NAME = re.compile(r"rnn|lstm|gru|mgu|cell")
+_VARIABLE_ATTRIBUTES = ("value", "raw_value")
+
+
+def _path_names(path: tuple) -> tuple[str, ...]:
+    """The names along a pytree path; the trailing ``.value`` of an ``nnx.Variable`` is dropped."""
+    if path and isinstance(path[-1], jax.tree_util.GetAttrKey):
+        if path[-1].name in _VARIABLE_ATTRIBUTES:
+            path = path[:-1]
+    names = []
+    for entry in path:
+        if isinstance(entry, jax.tree_util.DictKey):
+            names.append(str(entry.key))
+        elif isinstance(entry, jax.tree_util.GetAttrKey):
+            names.append(entry.name)
+        elif isinstance(entry, jax.tree_util.SequenceKey):
+            names.append(str(entry.idx))
+        elif isinstance(entry, jax.tree_util.FlattenedIndexKey):
+            names.append(str(entry.key))
+        else:
+            names.append(str(entry))
+    return tuple(names)
+
+
+def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | None]]:
+    """(lower-cased path names, shape) of every leaf; the shape of an ``optax.MaskedNode`` (a
+    leaf masked out by an enclosing ``optax.masked``) is ``None``."""
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    named = []
+    for path, leaf in leaves:
+        if isinstance(leaf, optax.MaskedNode):
+            named.append((_path_names(path), None))
+            continue
+        shape = getattr(leaf, "shape", None)
+        if shape is None:
+            raise TypeError(
+                "params must be a pytree of arrays (e.g. nnx.state(model, nnx.Param) or a Linen "
+                f"variables['params'] dict); the leaf at {jax.tree_util.keystr(path)} is a "
+                f"{type(leaf).__name__}"
+            )
+        named.append((tuple(n.lower() for n in _path_names(path)), tuple(shape)))
+    if all(shape is None for _, shape in named):
+        raise ValueError("params has no array leaves to analyze")
+    return named
+
+
+def _classify(names: tuple[str, ...], shape: tuple[int, ...]) -> str:
+    """One of linear, conv, attention, norm, embedding, bias, other (``ladam.auto``'s categories),
+    from the Flax path and the shape."""
+    leaf = names[-1] if names else ""
+    modules = names[:-1]
+    if leaf == "scale" or any(_NORM_NAME.search(m) for m in modules):
+        return "norm"
+    if len(shape) <= 1:
+        return "bias"
+    if any(n in _ATTENTION_NAMES for n in names):
+        return "attention"
+    if "embed" in leaf or any("embed" in m for m in modules):
+        return "embedding"
+    if any("conv" in m for m in modules):
+        return "conv"
+    return "conv" if len(shape) >= 3 else "linear"
+
+
+def _categories(params: Any) -> tuple[list[str | None], list]:
+    """The category of every leaf (``None`` for a MaskedNode) and the named leaves."""
+    named = _named_leaves(params)
+    # Flax's MultiHeadAttention names its projections query/key/value/out: an ``out`` sibling
+    # of ``query`` is the attention output projection, not a generic output layer.
+    attention = {names[:-2] for names, _ in named if len(names) >= 2 and names[-2] == "query"}
+    categories = []
+    for names, shape in named:
+        if shape is None:
+            categories.append(None)
+        elif len(names) >= 2 and names[-2] == "out" and names[:-2] in attention:
+            categories.append("attention" if len(shape) > 1 else "bias")
+        else:
+            categories.append(_classify(names, shape))
+    return categories, named
+
+
+def _architecture(categories: list[str], named: list) -> str:
+    module_names = {m for names, shape in named if shape is not None for m in names[:-1]}
+    if "attention" in categories or any(
+        "attention" in m or "transformer" in m for m in module_names
+    ):
+        return "transformer"
+    if any(_RNN_NAME.search(m) for m in module_names):
+        return "rnn"
+    if "conv" in categories:
+        return "cnn"
+    return "mlp"
+
+
+def analyze_params(params: Any) -> dict[str, Any]:
+    """Classifies every parameter of a Flax model and reports where LAdam's Laplacian helps.
+
+    Each leaf is put in one of ``ladam.auto``'s categories from its path and shape:
+
+    - ``norm``: a ``scale`` leaf, or any leaf under a module named like a norm (``LayerNorm_0``,
+      ``norm1``, ``ln_f``, ``bn``, ...);
+    - ``bias``: any other leaf with at most one dimension;
+    - ``attention``: under ``query``/``key``/``value``/``out`` of a ``MultiHeadAttention`` or a
+      path part named ``attention``, ``attn``, ``self_attn``, ``q_proj``, ... ;
+    - ``embedding``: ``Embed``'s ``embedding`` (or any ``*embed*`` name);
+    - ``conv``: under a module named ``*conv*``, or any leaf with 3 or more dimensions;
+    - ``linear``: the remaining 2-D leaves (``Linear``/``Dense`` kernels).
+
+    The reference classifies by PyTorch module type and calls 1-D norm weights ``bias``; here
+    they are ``norm``. Both get ``c2 = 0``, so the optimizer is the same.
+
+    Args:
+      params: the parameters, e.g. ``nnx.state(model, nnx.Param)`` or a Linen
+        ``variables["params"]`` dict (pass only the trainable collection).
+
+    Returns:
+      A dict with ``architecture`` (``"transformer"``, ``"rnn"``, ``"cnn"`` or ``"mlp"``),
+      ``total_params``, ``layer_counts`` and ``layer_params`` (per category),
+      ``recommendation`` (a sentence) and ``c2_map`` (the recommended c2 of each category
+      present: 1e-5 for ``linear``, 0.0 for the others).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ladam_optax import analyze_params
+      >>> params = {"Dense_0": {"kernel": jnp.zeros((64, 32)), "bias": jnp.zeros(32)}}
+      >>> report = analyze_params(params)
+      >>> report["architecture"], report["layer_counts"], report["c2_map"]
+      ('mlp', {'bias': 1, 'linear': 1}, {'linear': 1e-05, 'bias': 0.0})
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.4.1, ``ladam.auto.analyze_model``.
+    """
+    categories, named = _categories(params)
+    layer_counts: dict[str, int] = {}
+    layer_params: dict[str, int] = {}
+    for category, (_, shape) in zip(categories, named, strict=True):
+        if category is None:
+            continue
+        layer_counts[category] = layer_counts.get(category, 0) + 1
+        layer_params[category] = layer_params.get(category, 0) + math.prod(shape)
+    architecture = _architecture(categories, named)
+    total = sum(layer_params.values())
+    active = [c for c, v in C2_BY_CATEGORY.items() if v > 0 and c in layer_counts]
+    active_params = sum(layer_params[c] for c in active)
+    percent = 100.0 * active_params / total if total > 0 else 0.0
+    if not active:
+        recommendation = (
+            f"Architecture '{architecture}' has no layer types where LAdamW's Laplacian "
+            "provides measured benefit. Consider using standard AdamW."
+        )
+    elif percent < 10:
+        recommendation = (
+            f"Only {percent:.1f}% of parameters ({active_params:,} / {total:,}) benefit from "
+            "Laplacian coupling. Mixed optimizer recommended."
+        )
+    else:
+        recommendation = (
+            f"{percent:.1f}% of parameters ({active_params:,} / {total:,}) are in layer types "
+            "where LAdamW showed gains. Good candidate for LAdamW."
+        )
+    return {
+        "architecture": architecture,
+        "total_params": total,
+        "layer_counts": dict(sorted(layer_counts.items())),
+        "layer_params": dict(sorted(layer_params.items())),
+        "recommendation": recommendation,
+        "c2_map": {c: v for c, v in C2_BY_CATEGORY.items() if c in layer_counts},
+    }
+
+
+def _group_label(c2: float) -> str:
+    return f"c2={c2!r}"
+
+
+def _c2_labels(params: Any) -> Any:
+    """The ``optax.partition`` label (``"c2=1e-05"`` or ``"c2=0.0"``) of every leaf."""
+    categories, _ = _categories(params)
+    labels = [_group_label(C2_BY_CATEGORY.get(c, 0.0)) for c in categories]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), labels)
+
+
+def auto_configure(
+    params: Any,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    total_steps: int | None = None,
+    weight_decay: float = 0.0,
+) -> optax.GradientTransformationExtraArgs:
+    """LAdamW with the recommended c2 per parameter category, as ``ladam.auto.auto_configure``.
+
+    The leaves are classified as in :func:`analyze_params`; each group of equal recommended c2
+    (1e-5 for dense kernels, 0 for everything else) gets its own :func:`ladamw` through
+    ``optax.partition``. With ``total_steps``, the learning rate follows
+    :func:`chi_anneal_schedule` peaking at ``learning_rate``, as the reference's
+    ``ChiAnnealScheduler``. The grouping is recomputed from the tree given to ``init``, so
+    ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` works unchanged.
+
+    Args:
+      params: the parameters to configure for (see :func:`analyze_params`); used to check
+        that there is something to optimize, the labels come from the tree given to ``init``.
+      learning_rate: the peak learning rate when ``total_steps`` is given, otherwise a float
+        or an optax schedule.
+      total_steps: the length of training for the chi-anneal schedule, or ``None`` for none.
+      weight_decay: decoupled weight decay, applied to every leaf as in the reference.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from ladam_optax import auto_configure
+      >>> params = {"Dense_0": {"kernel": jnp.ones((64, 32)), "bias": jnp.ones(32)}}
+      >>> tx = auto_configure(params, 1e-3, total_steps=1000)
+      >>> state = tx.init(params)
+      >>> sorted(state.inner_states)
+      ['c2=0.0', 'c2=1e-05']
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.4.1, ``ladam.auto.auto_configure``.
+    """
+    _named_leaves(params)
+    _checks.non_negative("weight_decay", weight_decay)
+    if total_steps is not None:
+        if callable(learning_rate):
+            raise ValueError(
+                "learning_rate must be a number (the peak of the chi-anneal schedule) when "
+                "total_steps is given; pass total_steps=None to use your own schedule"
+            )
+        learning_rate = chi_anneal_schedule(learning_rate, total_steps)
+    transforms = {
+        _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2)
+        for c2 in sorted(set(C2_BY_CATEGORY.values()))
+    }
+    return optax.partition(transforms, _c2_labels)

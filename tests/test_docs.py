@@ -8,9 +8,7 @@ import pytest
 
 import ladam_optax
 
-MODULES = [
-    f"ladam_optax.{m.name}" for m in pkgutil.iter_modules(ladam_optax.__path__) if m.name != "nn"
-]
+MODULES = [f"ladam_optax.{m.name}" for m in pkgutil.iter_modules(ladam_optax.__path__)]
 
 
 @pytest.mark.parametrize("name", MODULES)
