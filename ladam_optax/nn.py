@@ -64,7 +64,7 @@ class WaveNorm(nnx.Module):
       chi: initial mass, per channel.
       dtype: the computation dtype; ``None`` promotes the input's with the parameters'.
       param_dtype: the parameters' dtype.
-      rngs: accepted for the NNX constructor convention (the initialization is deterministic).
+      rngs: required by the NNX constructor convention (the initialization is deterministic).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -88,7 +88,7 @@ class WaveNorm(nnx.Module):
         *,
         dtype: Any | None = None,
         param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs | None = None,
+        rngs: nnx.Rngs,
     ):
         del rngs
         self.num_features = _positive_int("num_features", num_features)
@@ -143,7 +143,7 @@ class WaveNormDamped(WaveNorm):
       init_damping: initial damping strength in [0, 1].
       dtype: the computation dtype; ``None`` promotes the input's with the parameters'.
       param_dtype: the parameters' dtype.
-      rngs: accepted for the NNX constructor convention.
+      rngs: required by the NNX constructor convention (unused).
 
     Examples:
       >>> import jax
@@ -168,7 +168,7 @@ class WaveNormDamped(WaveNorm):
         *,
         dtype: Any | None = None,
         param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs | None = None,
+        rngs: nnx.Rngs,
     ):
         super().__init__(
             num_features, n_steps, dt, c, chi, dtype=dtype, param_dtype=param_dtype, rngs=rngs
@@ -207,7 +207,7 @@ class ChiNorm(nnx.Module):
         update it). Can be overridden per call.
       dtype: the computation dtype; ``None`` promotes the input's with the parameters'.
       param_dtype: the parameters' dtype (also the running energy's).
-      rngs: accepted for the NNX constructor convention.
+      rngs: required by the NNX constructor convention (unused).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -233,7 +233,7 @@ class ChiNorm(nnx.Module):
         *,
         dtype: Any | None = None,
         param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs | None = None,
+        rngs: nnx.Rngs,
     ):
         del rngs
         self.num_features = _positive_int("num_features", num_features)

@@ -391,6 +391,10 @@ def test_public_signatures_match_the_spec():
         "suggest_c2": "(architecture='auto')",
         "chi_anneal_schedule": "(peak_value, total_steps, warmup_frac=0.05, settle_frac=0.3)",
         "laplacian_smoothing": "(sigma=1.0, layerwise=True, min_numel=4)",
+        "analyze_params": "(params)",
+        "auto_configure": "(params, learning_rate=0.001, total_steps=None, weight_decay=0.0)",
+        "compute_neuron_order": "(activations)",
+        "reorder_dense": "(layer_params, next_layer_params, order)",
     }
     empty = inspect.Parameter.empty
     for name, signature in expected.items():
@@ -400,6 +404,28 @@ def test_public_signatures_match_the_spec():
             return_annotation=inspect.Signature.empty,
         )
         assert str(plain) == signature, name
+
+
+def test_nn_signatures_match_the_spec():
+    from ladam_optax import nn
+
+    expected = {
+        "WaveNorm": "num_features n_steps=3 dt=0.1 c=1.0 chi=1.0",
+        "WaveNormDamped": "num_features n_steps=3 dt=0.1 c=1.0 chi=1.0 init_damping=0.5",
+        "ChiNorm": "num_features chi0_init=1.0 g_init=0.1 tau=0.1 eps=1e-05 "
+        "use_running_average=False",
+    }
+    for name, positional in expected.items():
+        signature = inspect.signature(getattr(nn, name).__init__)
+        parameters = list(signature.parameters.values())[1:]  # after self
+        shown = [
+            p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+            for p in parameters
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ]
+        assert " ".join(shown) == positional, name
+        rngs = signature.parameters["rngs"]
+        assert rngs.kind is inspect.Parameter.KEYWORD_ONLY and rngs.default is rngs.empty
 
 
 @pytest.mark.parametrize("impl", ["conv", "slices", "padded"])

@@ -164,23 +164,35 @@ def test_dtypes():
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda: WaveNorm(0), ValueError, "num_features must be a positive integer"),
-        (lambda: WaveNorm(4, n_steps=-1), ValueError, "n_steps must be a non-negative integer"),
-        (lambda: WaveNorm(4, dt="0.1"), TypeError, "dt must be a real number"),
         (
-            lambda: WaveNormDamped(4, init_damping=1.5),
+            lambda: WaveNorm(0, rngs=nnx.Rngs(0)),
+            ValueError,
+            "num_features must be a positive integer",
+        ),
+        (
+            lambda: WaveNorm(4, n_steps=-1, rngs=nnx.Rngs(0)),
+            ValueError,
+            "n_steps must be a non-negative integer",
+        ),
+        (lambda: WaveNorm(4, dt="0.1", rngs=nnx.Rngs(0)), TypeError, "dt must be a real number"),
+        (
+            lambda: WaveNormDamped(4, init_damping=1.5, rngs=nnx.Rngs(0)),
             ValueError,
             r"init_damping must be in \[0, 1\]",
         ),
-        (lambda: ChiNorm(4, tau=2.0), ValueError, r"tau must be in \[0, 1\]"),
-        (lambda: ChiNorm(4, eps=0.0), ValueError, "eps must be > 0"),
+        (lambda: ChiNorm(4, tau=2.0, rngs=nnx.Rngs(0)), ValueError, r"tau must be in \[0, 1\]"),
+        (lambda: ChiNorm(4, eps=0.0, rngs=nnx.Rngs(0)), ValueError, "eps must be > 0"),
         (
-            lambda: ChiNorm(4, use_running_average=1),
+            lambda: ChiNorm(4, use_running_average=1, rngs=nnx.Rngs(0)),
             TypeError,
             "use_running_average must be a bool",
         ),
-        (lambda: WaveNorm(4)(jnp.ones((2, 5))), ValueError, r"channels-last inputs \[..., 4\]"),
-        (lambda: ChiNorm(4)(jnp.ones(4)), ValueError, "at least 2 dimension"),
+        (
+            lambda: WaveNorm(4, rngs=nnx.Rngs(0))(jnp.ones((2, 5))),
+            ValueError,
+            r"channels-last inputs \[..., 4\]",
+        ),
+        (lambda: ChiNorm(4, rngs=nnx.Rngs(0))(jnp.ones(4)), ValueError, "at least 2 dimension"),
     ],
 )
 def test_bad_arguments(make, error, message):
