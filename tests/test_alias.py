@@ -237,6 +237,53 @@ def test_works_as_the_outer_optimizer_of_sam(name):
     assert final < 0.5 * initial
 
 
+def _lamb_style(c2: float, learning_rate: float = 1e-2, weight_decay: float = 1e-3):
+    """The README's LAMB-style chain: LAdam direction, decoupled decay, layer-wise trust ratio."""
+    return optax.chain(
+        ladam_optax.scale_by_ladam(c2=c2),
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_trust_ratio(),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def test_lamb_style_chain_is_optax_lamb_at_c2_zero():
+    got, _ = _run(_lamb_style(0.0), steps=10)
+    expected, _ = _run(optax.lamb(1e-2, eps=1e-8, weight_decay=1e-3), steps=10)
+    _assert_trees_close(got, expected, rtol=3e-5, atol=1e-8)
+
+
+def test_lamb_style_chain_scales_each_layer_by_its_trust_ratio():
+    params = _tree(0)
+    tx = _lamb_style(0.2)
+    updates, _ = jax.jit(tx.update)(_tree(1), tx.init(params), params)
+    smoothed = ladam_optax.scale_by_ladam(c2=0.2)
+    direction, _ = smoothed.update(_tree(1), smoothed.init(params), params)
+    for name in params:
+        if params[name].size == 0:
+            continue
+        raw = direction[name] + 1e-3 * params[name]
+        ratio = jnp.linalg.norm(params[name]) / jnp.linalg.norm(raw)
+        np.testing.assert_allclose(updates[name], -1e-2 * ratio * raw, rtol=2e-5, atol=1e-9)
+    # From a non-zero start: steps are lr * ||p|| per layer, so from zero they grow only slowly.
+    target = _tree(5)
+    tx = _lamb_style(1e-4, 5e-2, 0.0)
+
+    def loss(p):
+        return sum(jnp.mean((p[k] - target[k]) ** 2) for k in p)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    initial = float(loss(params))
+    for _ in range(200):
+        params, state = step(params, state)
+    assert float(loss(params)) < 0.2 * initial
+
+
 ODD_SHAPES = {"scalar": (), "empty": (0,), "empty2d": (0, 7), "one": (1, 1), "thin": (2, 100)}
 ODD_SHAPES |= {"tall": (100, 3), "five_d": (2, 3, 4, 5, 6)}
 
