@@ -12,7 +12,8 @@ Laplacian term vanishes, only LAdam's variance floor max(v_hat, eps) remains), o
 
     python examples/pinn_wave.py [--steps 5000] [--seeds 5] [--c2 1e-5 1e-4 1e-3] [--out DIR]
 
-Writes DIR/results.json and DIR/pinn_wave.png.
+Writes DIR/results.json and DIR/pinn_wave.png, and DIR/runs.jsonl as it goes: run the same command
+again after an interruption and it resumes from the runs already finished.
 """
 
 from __future__ import annotations
@@ -229,13 +230,30 @@ def main(argv=None) -> dict:
     configs = [("adam", None, optax.adam(1e-3))]
     c2_values = list(args.c2) + ([] if args.no_ablation else [ABLATION_C2])
     configs += [("ladam", c2, ladam_optax.ladam(1e-3, c2=c2)) for c2 in c2_values]
+    # Every finished run is appended to runs.jsonl; a restarted command skips the runs it holds
+    # (same seed, configuration, steps and points), so a long run can be resumed.
+    journal = args.out / "runs.jsonl"
+    done = {}
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            run = json.loads(line)
+            done[(run["seed"], run["optimizer"], run["c2"], run["steps"], run["interior"])] = run
     runs = []
     for seed in range(args.seeds):
         for optimizer, c2, tx in configs:
             name = optimizer if c2 is None else f"ladam c2={c2:g}"
-            run = train(tx, seed, args.steps, f"seed {seed} {name}", args.interior)
-            runs.append({"optimizer": optimizer, "c2": c2, **run})
-            print(f"seed {seed} {name:<16} L2 {run['l2_error']:.4f}  {run['seconds']:.0f} s")
+            key = (seed, optimizer, c2, args.steps, args.interior)
+            if key in done:
+                run = done[key]
+                print(f"seed {seed} {name:<16} L2 {run['l2_error']:.4f}  (from {journal.name})")
+            else:
+                run = train(tx, seed, args.steps, f"seed {seed} {name}", args.interior)
+                run = {"seed": seed, "optimizer": optimizer, "c2": c2, "steps": args.steps,
+                       "interior": args.interior, **run}  # fmt: skip
+                with journal.open("a") as f:
+                    f.write(json.dumps(run) + "\n")
+                print(f"seed {seed} {name:<16} L2 {run['l2_error']:.4f}  {run['seconds']:.0f} s")
+            runs.append(run)
     rows = summarize(runs)
     print(f"\n{'optimizer':<18}{'final L2':>18}{'best L2':>18}{'vs adam':>9}  beyond spread")
     for r in rows:

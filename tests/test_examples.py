@@ -30,7 +30,7 @@ def test_quickstart(tmp_path, capsys):
     assert "ladam" in capsys.readouterr().out
 
 
-def test_pinn_wave(tmp_path):
+def test_pinn_wave(tmp_path, capsys):
     args = [
         "--steps",
         "250",
@@ -67,6 +67,14 @@ def test_pinn_wave(tmp_path):
         assert 0.0 < run["l2_error"] < 10.0 and np.isfinite(run["final_loss"])
     assert {row["seeds"] for row in results["summary"]} == {2}
     assert (tmp_path / "pinn_wave.png").stat().st_size > 10_000
+
+    # Resuming: with one more seed, the 6 journaled runs are read back, only seed 2 trains.
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 6
+    capsys.readouterr()
+    resumed = _load("pinn_wave").main([*args[:2], "--seeds", "3", *args[4:]])
+    assert resumed["runs"][:6] == runs
+    assert capsys.readouterr().out.count("(from runs.jsonl)") == 6
+    assert len(resumed["runs"]) == 9
 
 
 def test_pinn_residual_is_u_tt_minus_u_xx():
