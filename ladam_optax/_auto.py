@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from ladam_optax import _checks
@@ -94,8 +95,9 @@ def _path_names(path: tuple) -> tuple[str, ...]:
 
 
 def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | None]]:
-    """(lower-cased path names, shape) of every leaf; the shape of an ``optax.MaskedNode`` (a
-    leaf masked out by an enclosing ``optax.masked``) is ``None``."""
+    """(lower-cased path names, shape) of every leaf. The shape is ``None`` for what is not
+    trained: an ``optax.MaskedNode`` (masked out by an enclosing ``optax.masked``) and integer
+    or PRNG-key leaves (step counters, ``nnx.RngState``)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     named = []
     for path, leaf in leaves:
@@ -109,6 +111,9 @@ def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | 
                 f"variables['params'] dict); the leaf at {jax.tree_util.keystr(path)} is a "
                 f"{type(leaf).__name__}"
             )
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            named.append((_path_names(path), None))
+            continue
         named.append((tuple(n.lower() for n in _path_names(path)), tuple(shape)))
     if all(shape is None for _, shape in named):
         raise ValueError("params has no array leaves to analyze")
@@ -134,7 +139,7 @@ def _classify(names: tuple[str, ...], shape: tuple[int, ...]) -> str:
 
 
 def _categories(params: Any) -> tuple[list[str | None], list]:
-    """The category of every leaf (``None`` for a MaskedNode) and the named leaves."""
+    """The category of every leaf (``None`` for one that is not trained) and the named leaves."""
     named = _named_leaves(params)
     # Flax's MultiHeadAttention names its projections query/key/value/out: an ``out`` sibling
     # of ``query`` is the attention output projection, not a generic output layer.

@@ -216,6 +216,13 @@ def test_architecture_from_linen_paths(params, expected):
     assert analyze_params(tree)["architecture"] == expected
 
 
+def test_untrained_leaves_are_not_counted():
+    model = _Transformerish(nnx.Rngs(0))
+    with_stats = {"params": nnx.state(model, nnx.Param), "step": jnp.zeros((), jnp.int32)}
+    with_stats["rng"] = jax.random.key(0)
+    assert analyze_params(with_stats) == analyze_params(nnx.state(model, nnx.Param))
+
+
 def test_linen_categories_and_no_benefit_message():
     params = {
         "Embed_0": {"embedding": jnp.zeros((10, 4))},
