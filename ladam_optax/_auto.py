@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Any
 
 import jax
@@ -96,11 +97,20 @@ def _path_names(path: tuple) -> tuple[str, ...]:
 
 def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | None]]:
     """(lower-cased path names, shape) of every leaf. The shape is ``None`` for what is not
-    trained: an ``optax.MaskedNode`` (masked out by an enclosing ``optax.masked``) and integer
-    or PRNG-key leaves (step counters, ``nnx.RngState``)."""
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    trained: an ``optax.MaskedNode`` (masked out by an enclosing ``optax.masked``), integer or
+    PRNG-key leaves (step counters), and Flax NNX variables that are not ``nnx.Param``
+    (``BatchStat``, ``RngState``), so a whole ``nnx.state(model)`` or the model itself works."""
+    # Flax is never imported here: if the tree holds NNX variables, flax.nnx is loaded already.
+    nnx = sys.modules.get("flax.nnx")
+    is_variable = None if nnx is None else (lambda x: isinstance(x, nnx.Variable))
+    leaves = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_variable)[0]
     named = []
     for path, leaf in leaves:
+        if is_variable is not None and is_variable(leaf):
+            if not isinstance(leaf, nnx.Param):
+                named.append((_path_names(path), None))
+                continue
+            leaf = leaf.get_value()
         if isinstance(leaf, optax.MaskedNode):
             named.append((_path_names(path), None))
             continue
@@ -144,10 +154,16 @@ def _categories(params: Any) -> tuple[list[str | None], list]:
     # Flax's MultiHeadAttention names its projections query/key/value/out: an ``out`` sibling
     # of ``query`` is the attention output projection, not a generic output layer.
     attention = {names[:-2] for names, _ in named if len(names) >= 2 and names[-2] == "query"}
+    # A ``bias`` next to a ``scale`` belongs to a norm layer, whatever the layer is called.
+    scaled = {
+        names[:-1] for names, shape in named if shape is not None and names[-1:] == ("scale",)
+    }
     categories = []
     for names, shape in named:
         if shape is None:
             categories.append(None)
+        elif names[-1:] == ("bias",) and names[:-1] in scaled:
+            categories.append("norm")
         elif len(names) >= 2 and names[-2] == "out" and names[:-2] in attention:
             categories.append("attention" if len(shape) > 1 else "bias")
         else:
@@ -173,8 +189,8 @@ def analyze_params(params: Any) -> dict[str, Any]:
 
     Each leaf is put in one of ``ladam.auto``'s categories from its path and shape:
 
-    - ``norm``: a ``scale`` leaf, or any leaf under a module named like a norm (``LayerNorm_0``,
-      ``norm1``, ``ln_f``, ``bn``, ...);
+    - ``norm``: a ``scale`` leaf and the ``bias`` beside it, or any leaf under a module named
+      like a norm (``LayerNorm_0``, ``norm1``, ``ln_f``, ``bn``, ...);
     - ``bias``: any other leaf with at most one dimension;
     - ``attention``: under ``query``/``key``/``value``/``out`` of a ``MultiHeadAttention`` or a
       path part named ``attention``, ``attn``, ``self_attn``, ``q_proj``, ... ;

@@ -223,6 +223,20 @@ def test_untrained_leaves_are_not_counted():
     assert analyze_params(with_stats) == analyze_params(nnx.state(model, nnx.Param))
 
 
+def test_a_whole_nnx_model_or_state_counts_only_its_params():
+    """BatchStats and RNG state are not trained; a norm's bias is a norm parameter whatever
+    the layer is called (here Sequential's index)."""
+    model = nnx.Sequential(
+        nnx.Linear(4, 32, rngs=nnx.Rngs(0)),
+        nnx.BatchNorm(32, rngs=nnx.Rngs(0)),
+        nnx.Dropout(0.1, rngs=nnx.Rngs(1)),
+    )
+    report = analyze_params(nnx.state(model, nnx.Param))
+    assert report["layer_counts"] == {"bias": 1, "linear": 1, "norm": 2}
+    assert analyze_params(model) == report
+    assert analyze_params(nnx.state(model)) == report
+
+
 def test_linen_categories_and_no_benefit_message():
     params = {
         "Embed_0": {"embedding": jnp.zeros((10, 4))},
