@@ -110,7 +110,7 @@ def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | 
             if not isinstance(leaf, nnx.Param):
                 named.append((_path_names(path), None))
                 continue
-            leaf = leaf.get_value()
+            leaf = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
         if isinstance(leaf, optax.MaskedNode):
             named.append((_path_names(path), None))
             continue
