@@ -81,6 +81,26 @@ def quadratic_problem(shapes: dict | None = None, seed: int = 0):
     return params, loss
 
 
+def train_nnx_classifier(model, tx, inputs, labels, steps: int):
+    """Trains a Flax NNX classifier full-batch with ``tx`` under ``nnx.jit`` (softmax
+    cross-entropy on integer labels); returns the loss of every step and the optimizer."""
+    import optax
+    from flax import nnx
+
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(inputs), labels).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    return [float(step(model, optimizer)) for _ in range(steps)], optimizer
+
+
 def _missing(message: str):
     if IN_CI:
         pytest.fail(message)

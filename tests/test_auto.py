@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import load_reference, require_torch
+from helpers import load_reference, require_torch, train_nnx_classifier
 
 from ladam_optax import analyze_params, auto_configure, suggest_c2
 from ladam_optax._auto import _categories
@@ -179,20 +179,9 @@ def test_analyze_params_classifies_an_nnx_model():
 def test_auto_configure_trains_an_nnx_model():
     model = _Transformerish(nnx.Rngs(0))
     tx = auto_configure(nnx.state(model, nnx.Param), 3e-3, total_steps=80, weight_decay=1e-4)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     tokens = jax.random.randint(jax.random.key(0), (16, 12), 0, 16)
     targets = jnp.roll(tokens, 1, axis=1)  # learn to copy the previous token
-
-    @nnx.jit
-    def step(model, optimizer):
-        def loss_fn(model):
-            return optax.softmax_cross_entropy_with_integer_labels(model(tokens), targets).mean()
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    losses = [float(step(model, optimizer)) for _ in range(80)]
+    losses, optimizer = train_nnx_classifier(model, tx, tokens, targets, steps=80)
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     # Only the dense kernels go to the c2=1e-5 group: its state holds them, the other masks them.
     smooth = optimizer.opt_state.inner_states["c2=1e-05"].inner_state[0]

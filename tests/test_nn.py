@@ -3,10 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
-from helpers import load_reference, require_torch
+from helpers import load_reference, require_torch, train_nnx_classifier
 from sklearn.datasets import load_digits
 
 import ladam_optax
@@ -221,18 +220,7 @@ def test_trains_under_nnx_jit_with_ladam(name):
     y = jnp.asarray(digits.target[:512])
     model = _Net(MODULES[name], nnx.Rngs(0))
     before = jax.tree.map(jnp.copy, nnx.state(model.norm, nnx.Param))
-    optimizer = nnx.Optimizer(model, ladam_optax.ladam(1e-2, c2=1e-4), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(model, optimizer):
-        def loss_fn(model):
-            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    losses = [float(step(model, optimizer)) for _ in range(60)]
+    losses, _ = train_nnx_classifier(model, ladam_optax.ladam(1e-2, c2=1e-4), x, y, steps=60)
     assert losses[-1] < 0.6 * losses[0], losses[::10]
     after = nnx.state(model.norm, nnx.Param)
     for key in before:
