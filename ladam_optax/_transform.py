@@ -18,7 +18,7 @@ from ladam_optax import _checks
 from ladam_optax._laplacian import (
     check_stencil,
     folded_shape,
-    laplacian,
+    periodic_laplacian,
     resolve_implementation,
 )
 
@@ -129,7 +129,7 @@ def smooth(
         return plain
     smoothed = x
     if folded_shape(x.shape) is not None:
-        smoothed = x + _cast(c2, x.dtype) * laplacian(x, stencil, impl=impl)
+        smoothed = x + _cast(c2, x.dtype) * periodic_laplacian(x, stencil, impl)
     if divisor is not None:
         smoothed = smoothed / divisor
     if floor is not None:
@@ -331,7 +331,7 @@ def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave,
         gate = smoothing_gate(c2, min_spatial_size, g.size)
         accel = -_cast(kappa, dtype) * (g2 - e0_sq)
         if gate is not False and folded_shape(g.shape) is not None:
-            diffusion = _cast(c2, dtype) * laplacian(v, stencil, impl=impl)
+            diffusion = _cast(c2, dtype) * periodic_laplacian(v, stencil, impl)
             accel = accel + (diffusion if gate is True else jnp.where(gate, diffusion, 0.0))
         d, step = _cast(damping, dtype), _cast(dt, dtype)
         leapfrog = (2.0 - d) * v - (1.0 - d) * v_prev + step * step * accel
@@ -420,7 +420,7 @@ def add_weight_diffusion(
             dtype = _compute_dtype(u.dtype)
             moved = p.astype(dtype) + u.astype(dtype)
             # u + c2 lap(p + u), not (p + u + c2 lap(p + u)) - p: no cancellation against p.
-            diffused = u.astype(dtype) + _cast(c2, dtype) * laplacian(moved, stencil, impl=impl)
+            diffused = u.astype(dtype) + _cast(c2, dtype) * periodic_laplacian(moved, stencil, impl)
             if gate is not True:
                 diffused = jnp.where(gate, diffused, u.astype(dtype))
             return diffused.astype(u.dtype)
