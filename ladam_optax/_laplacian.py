@@ -102,15 +102,13 @@ def _stencil_valid(padded: jax.Array, stencil: str) -> jax.Array:
 
 
 def _shifted(field: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
-    """``field[i + offsets]`` with zeros where that falls outside, as ``pad(slice(field))``.
+    """``field[i + offsets]`` with zeros where that falls outside: one ``pad`` whose negative
+    side crops what moves out.
 
     One small pad per tap, rather than taps sliced from one padded copy: XLA fuses these into
     the consumer's loop, where it would materialise a shared padded copy as a temporary.
     """
-    start = tuple(max(o, 0) for o in offsets)
-    stop = tuple(n + min(o, 0) for n, o in zip(field.shape, offsets, strict=True))
-    config = [(max(-o, 0), max(o, 0), 0) for o in offsets]
-    return lax.pad(lax.slice(field, start, stop), np.zeros((), field.dtype), config)
+    return lax.pad(field, np.zeros((), field.dtype), [(-o, o, 0) for o in offsets])
 
 
 def _along(axis: int, ndim: int, offset: int) -> tuple[int, ...]:
@@ -122,59 +120,95 @@ def _neighbours(x: jax.Array, axis: int) -> jax.Array:
     return lax.add(_shifted(x, _along(axis, x.ndim, -1)), _shifted(x, _along(axis, x.ndim, 1)))
 
 
-def _across(x: jax.Array, axis: int) -> jax.Array:
-    """What the first and the last slab along ``axis`` see across the wrap: ``(x[-1], x[0])``
-    stacked along ``axis``, as one strided slice, reversed."""
-    n = x.shape[axis]
-    strides = tuple(n - 1 if a == axis else 1 for a in range(x.ndim))
-    return lax.rev(lax.slice(x, (0,) * x.ndim, x.shape, strides), (axis,))
+def _slab(x: jax.Array, axis: int, index: int) -> jax.Array:
+    """``x``'s slab ``index`` along ``axis``, keeping that axis (length 1)."""
+    start = _along(axis, x.ndim, index)
+    stop = tuple(index + 1 if a == axis else n for a, n in enumerate(x.shape))
+    return lax.slice(x, start, stop)
 
 
-def _at_ends(pair: jax.Array, axis: int, size: int) -> jax.Array:
-    """``pair`` (2 long along ``axis``) placed at positions 0 and ``size - 1``, zeros between."""
-    config = [(0, 0, size - 2 if a == axis else 0) for a in range(pair.ndim)]
-    return lax.pad(pair, np.zeros((), pair.dtype), config)
+def _scaled(x: jax.Array, weight: float) -> jax.Array:
+    return lax.mul(x, np.array(weight, x.dtype))
+
+
+def _ring_gains(field: jax.Array, stencil: str) -> jax.Array:
+    """What the outer ring of the 2-D ``field`` gains across the wrap (before the stencil's
+    scale), packed as ``[row 0 (w), row h-1 (w), column 0 (h), column w-1 (h)]``.
+
+    Row 0 gains row h-1 weighted along itself with zeros beyond its ends; column 0 gains
+    column w-1 weighted along itself with wrap-around, which supplies each diagonal corner
+    tap once (and likewise for row h-1 and column w-1).
+    """
+    corner, edge, _ = _WEIGHTS[stencil]
+    rows, cols = field.shape
+
+    def along_row(row):
+        if not corner:
+            return row
+        return lax.add(_scaled(row, edge), _scaled(_neighbours(row, 1), corner))
+
+    def along_column(col):
+        if not corner:
+            return col
+        wrapped = lax.concatenate([_slab(col, 0, rows - 1), col, _slab(col, 0, 0)], 0)
+        around = lax.add(
+            lax.slice(wrapped, (0, 0), (rows, 1)), lax.slice(wrapped, (2, 0), (rows + 2, 1))
+        )
+        return lax.add(_scaled(col, edge), _scaled(around, corner))
+
+    sides = (
+        along_row(_slab(field, 0, rows - 1)),
+        along_row(_slab(field, 0, 0)),
+        along_column(_slab(field, 1, cols - 1)),
+        along_column(_slab(field, 1, 0)),
+    )
+    return lax.concatenate([lax.reshape(s, (s.size,)) for s in sides], 0)
 
 
 def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
-    """The stencil with zeros outside ``field``, plus the taps across the wrap on its outer ring.
+    """The stencil with zeros outside ``field``, plus what its outer ring gains across the wrap.
 
-    Every term is a ``pad`` of a static ``slice`` of ``field`` itself, never of an intermediate
-    that another term shares, so XLA fuses the whole stencil into the consumer's loop: no
-    padded copy, no concatenate, no field-sized temporary and no extra kernel. The ring terms
-    are the two rows and the two columns across the wrap (one strided slice each), weighted
-    along the ring and put back at the edges by an interior ``pad``; the rows take their
-    neighbours along the ring with zeros beyond it, the columns with wrap-around, which
-    supplies each diagonal corner tap once. Written with ``lax`` ops, so that tracing and
-    compiling the update stay cheap (README, Performance).
+    Each tap of the zero-padded stencil is a ``pad`` of a static ``slice`` of ``field`` itself
+    (never of a shared intermediate), which XLA fuses into the consumer's loop without a
+    padded copy. The ring's gains (:func:`_ring_gains`, O(h + w)) are computed once into one
+    small vector, kept out of that loop by ``optimization_barrier``, and added back through
+    broadcasts selected by ``iota`` comparisons. Fused in instead, they would be recomputed,
+    with strided column reads, for every element (measured: ~1.5x slower). Written with
+    ``lax`` ops, which keeps tracing the update cheap. Costs one kernel and ``2 (h + w)``
+    elements of temporary memory per leaf (README, Performance).
     """
+    corner, edge, scale = _WEIGHTS[stencil]
+    zeros = lax.full(field.shape, np.zeros((), field.dtype))
 
-    def scaled(x, weight):
-        return lax.mul(x, np.array(weight, x.dtype))
+    def at(axis, index, values, otherwise):
+        """``values`` broadcast along ``axis`` where the index on ``axis`` is ``index``."""
+        spread = lax.broadcast_in_dim(values, field.shape, (1 - axis,) if field.ndim == 2 else ())
+        hit = lax.eq(lax.broadcasted_iota(np.int32, field.shape, axis), np.int32(index))
+        return lax.select(hit, spread, otherwise)
 
     if field.ndim == 1:
-        wrap = _at_ends(_across(field, 0), 0, field.shape[0])
-        return lax.add(_neighbours(field, 0), lax.sub(wrap, scaled(field, 2.0)))
-    corner, edge, scale = _WEIGHTS[stencil]
+        n = field.shape[0]
+        first, last = lax.reshape(_slab(field, 0, 0), ()), lax.reshape(_slab(field, 0, n - 1), ())
+        wrap = at(0, 0, last, at(0, n - 1, first, zeros))
+        return lax.add(_neighbours(field, 0), lax.sub(wrap, _scaled(field, 2.0)))
     rows, cols = field.shape
-    across_rows, across_cols = _across(field, 0), _across(field, 1)
+    gains = lax.optimization_barrier(_ring_gains(field, stencil))
+    ends = (cols, 2 * cols, 2 * cols + rows, 2 * (cols + rows))
+    top, bottom, left, right = (
+        lax.slice(gains, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
+    )
+    ring = lax.add(
+        at(0, 0, top, at(0, rows - 1, bottom, zeros)),
+        at(1, 0, left, at(1, cols - 1, right, zeros)),
+    )
     total = lax.add(_neighbours(field, 0), _neighbours(field, 1))
     if corner:
-        across_rows = lax.add(
-            scaled(across_rows, edge), scaled(_neighbours(across_rows, 1), corner)
-        )
-        along_cols = lax.add(
-            _neighbours(across_cols, 0), _at_ends(_across(across_cols, 0), 0, rows)
-        )
-        across_cols = lax.add(scaled(across_cols, edge), scaled(along_cols, corner))
         corners = lax.add(
             lax.add(_shifted(field, (-1, -1)), _shifted(field, (-1, 1))),
             lax.add(_shifted(field, (1, -1)), _shifted(field, (1, 1))),
         )
-        total = lax.add(scaled(corners, corner), scaled(total, edge))
-    total = lax.sub(total, scaled(field, 4.0 * (corner + edge)))
-    ring = lax.add(_at_ends(across_rows, 0, rows), _at_ends(across_cols, 1, cols))
-    total = lax.add(total, ring)
+        total = lax.add(_scaled(corners, corner), _scaled(total, edge))
+    total = lax.add(lax.sub(total, _scaled(field, 4.0 * (corner + edge))), ring)
     return lax.div(total, np.array(scale, total.dtype)) if scale != 1.0 else total
 
 
