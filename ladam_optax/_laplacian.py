@@ -131,6 +131,14 @@ def _scaled(x: jax.Array, weight: float) -> jax.Array:
     return lax.mul(x, np.array(weight, x.dtype))
 
 
+def _across(x: jax.Array, axis: int) -> jax.Array:
+    """What the first and the last slab along ``axis`` see across the wrap: ``(x[-1], x[0])``
+    stacked along ``axis`` (one strided slice, reversed)."""
+    n = x.shape[axis]
+    strides = tuple(n - 1 if a == axis else 1 for a in range(x.ndim))
+    return lax.rev(lax.slice(x, (0,) * x.ndim, x.shape, strides), (axis,))
+
+
 def _ring_gains(field: jax.Array, stencil: str) -> jax.Array:
     """What the outer ring of the 2-D ``field`` gains across the wrap (before the stencil's
     scale), packed as ``[row 0 (w), row h-1 (w), column 0 (h), column w-1 (h)]``.
@@ -141,28 +149,19 @@ def _ring_gains(field: jax.Array, stencil: str) -> jax.Array:
     """
     corner, edge, _ = _WEIGHTS[stencil]
     rows, cols = field.shape
-
-    def along_row(row):
-        if not corner:
-            return row
-        return lax.add(_scaled(row, edge), _scaled(_neighbours(row, 1), corner))
-
-    def along_column(col):
-        if not corner:
-            return col
-        wrapped = lax.concatenate([_slab(col, 0, rows - 1), col, _slab(col, 0, 0)], 0)
-        around = lax.add(
-            lax.slice(wrapped, (0, 0), (rows, 1)), lax.slice(wrapped, (2, 0), (rows + 2, 1))
+    across_rows = _across(field, 0)  # (2, w)
+    across_cols = lax.transpose(_across(field, 1), (1, 0))  # (2, h)
+    if corner:
+        along_rows = _neighbours(across_rows, 1)
+        across_rows = lax.add(_scaled(across_rows, edge), _scaled(along_rows, corner))
+        ends = lax.pad(
+            _across(across_cols, 1), np.zeros((), field.dtype), [(0, 0, 0), (0, 0, rows - 2)]
         )
-        return lax.add(_scaled(col, edge), _scaled(around, corner))
-
-    sides = (
-        along_row(_slab(field, 0, rows - 1)),
-        along_row(_slab(field, 0, 0)),
-        along_column(_slab(field, 1, cols - 1)),
-        along_column(_slab(field, 1, 0)),
+        along_cols = lax.add(_neighbours(across_cols, 1), ends)  # with wrap-around
+        across_cols = lax.add(_scaled(across_cols, edge), _scaled(along_cols, corner))
+    return lax.concatenate(
+        [lax.reshape(across_rows, (2 * cols,)), lax.reshape(across_cols, (2 * rows,))], 0
     )
-    return lax.concatenate([lax.reshape(s, (s.size,)) for s in sides], 0)
 
 
 def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
