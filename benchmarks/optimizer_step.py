@@ -6,8 +6,9 @@ of one table run interleaved (A B A B ...) in the same process; medians with min
 1. The transformer-like tree (~6.8M parameters): ladam / optax.adam, lrmsprop / optax.rmsprop,
    ladagrad / optax.adagrad, each Laplacian implementation, and the PyTorch reference
    (``ladam==0.2.0`` on torch CPU, all cores) next to torch.optim.Adam.
-2. Memory and compilation: persistent state bytes, the compiled update's temp memory
-   (``memory_analysis()``) and its compile time, ladam vs adam.
+2. Memory and compilation: persistent state bytes and the compiled update's temp memory
+   (``memory_analysis()``), ladam vs adam; the time to trace, lower and compile the update
+   from cold caches, each LAdam-family optimizer vs its optax counterpart.
 3. A sweep of square leaves 64..4096: ratio to adam for each implementation.
 
 Writes ``OUT/results.json`` and ``OUT/optimizer_step.png`` (ratio vs leaf size).
@@ -90,31 +91,67 @@ def time_torch(params: dict, reps: int) -> dict | None:
 
 
 DONATIONS = {"none": (), "state": (1,), "state+params": (1, 2)}
+COMPILE_PAIRS = {
+    "adam": (optax.adam(1e-3), ladam_optax.ladam(1e-3, c2=1e-4)),
+    "rmsprop": (optax.rmsprop(1e-3, eps_in_sqrt=False), ladam_optax.lrmsprop(1e-3, c2=1e-4)),
+    "adagrad": (
+        optax.adagrad(1e-2, initial_accumulator_value=0.0),
+        ladam_optax.ladagrad(1e-2, c2=1e-4),
+    ),
+}
 
 
-def memory_and_compile(params: dict) -> dict:
-    """State bytes, compiled temp bytes (per donation setting) and compile seconds of an
-    update + apply step, ladam vs adam."""
+def _step(tx: optax.GradientTransformation):
+    def step(g, s, p):
+        updates, s = tx.update(g, s, p)
+        return s, optax.apply_updates(p, updates)  # donated order, see update_step
+
+    return step
+
+
+def compile_times(params: dict, reps: int) -> dict:
+    """Seconds to trace + lower and to compile the donated update + apply step, each pair
+    interleaved (baseline, ours, baseline, ...), every time from cold caches
+    (``jax.clear_caches()``), as the first step of a fresh process pays them."""
+    grads = random_params(transformer_shapes(), seed=1)
+    out = {}
+    for base_name, pair in COMPILE_PAIRS.items():
+        names = (base_name, f"l{base_name}")
+        samples = {name: {"lower_s": [], "compile_s": []} for name in names}
+        for _ in range(reps):
+            for name, tx in zip(names, pair, strict=True):
+                state = tx.init(params)
+                jax.clear_caches()
+                start = time.perf_counter()
+                lowered = jax.jit(_step(tx), donate_argnums=(1, 2)).lower(grads, state, params)
+                middle = time.perf_counter()
+                lowered.compile()
+                samples[name]["lower_s"].append(middle - start)
+                samples[name]["compile_s"].append(time.perf_counter() - middle)
+        for name in names:
+            total = [a + b for a, b in zip(*samples[name].values(), strict=True)]
+            out[name] = {k: statistics.median(v) for k, v in samples[name].items()}
+            out[name] |= {"total_s": statistics.median(total), "total_min_s": min(total)}
+        base, ours = out[base_name], out[f"l{base_name}"]
+        ours["ratio"] = ours["total_s"] / base["total_s"]
+        ours["ratio_of_min"] = ours["total_min_s"] / base["total_min_s"]
+    return out
+
+
+def memory(params: dict) -> dict:
+    """Persistent state bytes and the compiled update's temp bytes (per donation setting),
+    ladam vs adam."""
     grads = random_params(transformer_shapes(), seed=1)  # distinct buffers from the params
     out = {}
-    for name, tx in {"adam": optax.adam(1e-3), "ladam": ladam_optax.ladam(1e-3, c2=1e-4)}.items():
+    for name, tx in zip(("adam", "ladam"), COMPILE_PAIRS["adam"], strict=True):
         state = tx.init(params)
-
-        def step(g, s, p, tx=tx):
-            updates, s = tx.update(g, s, p)
-            return s, optax.apply_updates(p, updates)  # donated order, see update_step
-
-        temp, seconds = {}, []
+        temp = {}
         for label, donate in DONATIONS.items():
-            # A fresh jit each time, so no compilation comes from a cache.
-            start = time.perf_counter()
-            compiled = jax.jit(step, donate_argnums=donate).lower(grads, state, params).compile()
-            seconds.append(time.perf_counter() - start)
-            temp[label] = int(compiled.memory_analysis().temp_size_in_bytes)
+            compiled = jax.jit(_step(tx), donate_argnums=donate).lower(grads, state, params)
+            temp[label] = int(compiled.compile().memory_analysis().temp_size_in_bytes)
         out[name] = {
             "state_bytes": sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)),
             "temp_bytes": temp,
-            "compile_s": statistics.median(seconds),
         }
     return out
 
@@ -161,6 +198,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--reps", type=int, default=30, help="timed steps per variant (tree)")
     parser.add_argument("--sweep-reps", type=int, default=10, help="timed steps per sweep point")
     parser.add_argument("--no-sweep", action="store_true", help="skip the square-leaf sweep")
+    parser.add_argument(
+        "--compile-reps", type=int, default=7, help="cold compiles per optimizer (interleaved)"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +222,8 @@ def main(argv=None) -> dict:
                     | {"ratio": r["median_ms"] / result[base_name]["median_ms"]}
                 )
     torch_times = time_torch(params, max(5, args.reps // 3))
-    memory = memory_and_compile(params)
+    mem = memory(params)
+    compiled = compile_times(params, args.compile_reps)
     rows = [] if args.no_sweep else sweep(args.sweep_reps)
 
     print(f"\n{n_params / 1e6:.2f}M parameters, {jax.default_backend()}, {args.reps} reps")
@@ -209,20 +250,22 @@ def main(argv=None) -> dict:
         )
     else:
         print("PyTorch reference not installed (bash tests/run.sh installs it): no torch column")
-    adam, ladam = memory["adam"], memory["ladam"]
+    adam, ladam = mem["adam"], mem["ladam"]
     mib = 2.0**20
-    print(
-        f"persistent state bytes ladam/adam {ladam['state_bytes'] / adam['state_bytes']:.3f}; "
-        f"compile {ladam['compile_s']:.2f} s vs {adam['compile_s']:.2f} s "
-        f"({ladam['compile_s'] / adam['compile_s']:.2f}x)"
-    )
+    print(f"persistent state bytes ladam/adam {ladam['state_bytes'] / adam['state_bytes']:.3f}")
     for label in DONATIONS:
         a, b = adam["temp_bytes"][label], ladam["temp_bytes"][label]
         ratio = f"{b / a:.2f}x" if a > 2**16 else "(adam needs none)"
         print(
-            f"compiled temp, donating {label:<13} {b / mib:6.1f} MiB"
-            f" vs adam {a / mib:6.1f} MiB {ratio}"
+            f"compiled temp, donating {label:<13} {b / mib:6.2f} MiB"
+            f" vs adam {a / mib:6.2f} MiB {ratio}"
         )
+    print(f"\ncold trace+lower / compile / total s, median of {args.compile_reps} interleaved")
+    for name, c in compiled.items():
+        line = f"{name:<10}{c['lower_s']:>7.3f}{c['compile_s']:>8.3f}{c['total_s']:>8.3f}"
+        if "ratio" in c:
+            line += f"   ratio {c['ratio']:.2f} (of minima {c['ratio_of_min']:.2f})"
+        print(line)
     if rows:
         print(f"\n{'n':>6}{'adam ms':>10}" + "".join(f"{i + ' x':>12}" for i in IMPLS))
         for r in rows:
@@ -236,7 +279,8 @@ def main(argv=None) -> dict:
         "reps": args.reps,
         "tree": table,
         "torch": torch_times,
-        "memory_and_compile": memory,
+        "memory": mem,
+        "compile": compiled,
         "sweep": rows,
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

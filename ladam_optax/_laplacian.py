@@ -102,13 +102,15 @@ def _stencil_valid(padded: jax.Array, stencil: str) -> jax.Array:
 
 
 def _shifted(field: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
-    """``field[i + offsets]`` with zeros where that falls outside: one ``pad`` whose negative
-    side crops what moves out.
+    """``field[i + offsets]`` with zeros where that falls outside, as ``pad(slice(field))``.
 
     One small pad per tap, rather than taps sliced from one padded copy: XLA fuses these into
     the consumer's loop, where it would materialise a shared padded copy as a temporary.
     """
-    return lax.pad(field, np.zeros((), field.dtype), [(-o, o, 0) for o in offsets])
+    start = tuple(max(o, 0) for o in offsets)
+    stop = tuple(n + min(o, 0) for n, o in zip(field.shape, offsets, strict=True))
+    config = [(max(-o, 0), max(o, 0), 0) for o in offsets]
+    return lax.pad(lax.slice(field, start, stop), np.zeros((), field.dtype), config)
 
 
 def _along(axis: int, ndim: int, offset: int) -> tuple[int, ...]:
@@ -179,16 +181,21 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     corner, edge, scale = _WEIGHTS[stencil]
     zeros = lax.full(field.shape, np.zeros((), field.dtype))
 
-    def at(axis, index, values, otherwise):
-        """``values`` broadcast along ``axis`` where the index on ``axis`` is ``index``."""
-        spread = lax.broadcast_in_dim(values, field.shape, (1 - axis,) if field.ndim == 2 else ())
-        hit = lax.eq(lax.broadcasted_iota(np.int32, field.shape, axis), np.int32(index))
-        return lax.select(hit, spread, otherwise)
+    def at_ends(axis, first, last):
+        """``first`` and ``last`` broadcast across ``axis`` at its first and last index."""
+        dims = (1 - axis,) if field.ndim == 2 else ()
+        index = lax.broadcasted_iota(np.int32, field.shape, axis)
+        end = np.int32(field.shape[axis] - 1)
+        at_last = lax.select(
+            lax.eq(index, end), lax.broadcast_in_dim(last, field.shape, dims), zeros
+        )
+        at_first = lax.eq(index, np.int32(0))
+        return lax.select(at_first, lax.broadcast_in_dim(first, field.shape, dims), at_last)
 
     if field.ndim == 1:
         n = field.shape[0]
         first, last = lax.reshape(_slab(field, 0, 0), ()), lax.reshape(_slab(field, 0, n - 1), ())
-        wrap = at(0, 0, last, at(0, n - 1, first, zeros))
+        wrap = at_ends(0, last, first)
         return lax.add(_neighbours(field, 0), lax.sub(wrap, _scaled(field, 2.0)))
     rows, cols = field.shape
     gains = lax.optimization_barrier(_ring_gains(field, stencil))
@@ -196,10 +203,7 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     top, bottom, left, right = (
         lax.slice(gains, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
     )
-    ring = lax.add(
-        at(0, 0, top, at(0, rows - 1, bottom, zeros)),
-        at(1, 0, left, at(1, cols - 1, right, zeros)),
-    )
+    ring = lax.add(at_ends(0, top, bottom), at_ends(1, left, right))
     total = lax.add(_neighbours(field, 0), _neighbours(field, 1))
     if corner:
         corners = lax.add(
