@@ -174,9 +174,9 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     padded copy. The ring's gains (:func:`_ring_gains`, O(h + w)) are computed once into one
     small vector, kept out of that loop by ``optimization_barrier``, and added back through
     broadcasts selected by ``iota`` comparisons. Fused in instead, they would be recomputed,
-    with strided column reads, for every element (measured: ~1.5x slower). Written with
-    ``lax`` ops, which keeps tracing the update cheap. Costs one kernel and ``2 (h + w)``
-    elements of temporary memory per leaf (README, Performance).
+    with strided column reads, for every element (slower, README, Performance). Written with
+    ``lax`` ops, which keeps tracing the update cheap. Costs one small kernel and
+    ``2 (h + w)`` elements of temporary memory per leaf.
     """
     corner, edge, scale = _WEIGHTS[stencil]
     zeros = lax.full(field.shape, np.zeros((), field.dtype))
@@ -326,10 +326,12 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
       x: an array of any shape and floating dtype.
       stencil: ``"9point"`` (isotropic, the default) or ``"5point"``.
       impl: ``"slices"`` (static slices of a zero-padded ``x``, the wrap-around ring added as
-        a correction),
+        a correction), ``"shifts"`` (zero-padded shifts of the unfolded ``x`` that sum to
+        periodic ones: the form XLA's SPMD partitioner turns into halo exchanges),
         ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
-        ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (the measured fastest,
-        ``"slices"``). All give the same numbers to float rounding.
+        ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (``"slices"`` on one
+        device, ``"shifts"`` on several; see :func:`resolve_implementation`). All give the
+        same numbers to float rounding.
 
     Returns:
       An array of the shape and dtype of ``x``, computed by a jitted function (``stencil`` and
@@ -354,7 +356,7 @@ def periodic_laplacian(x: jax.Array, stencil: str, impl: str) -> jax.Array:
 
     ``stencil`` must be valid and ``impl`` resolved (not ``"auto"``). Jitted, so that an update
     traces and lowers the stencil once per leaf shape and dtype, however many leaves share it
-    (a 12-block transformer compiles ~25% faster than with the stencil inlined per leaf).
+    (the blocks of a deep model do).
     """
     field_shape = folded_shape(x.shape)
     if field_shape is None:
