@@ -97,6 +97,17 @@ def test_jit_and_grad():
     np.testing.assert_allclose(np.asarray(grad), 0.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_vmap_and_symmetric_gradient(impl):
+    """Under vmap, and differentiated (through the optimisation barrier of the ring): the
+    operator is symmetric, so the gradient of ||lap(x)||^2 / 2 is lap(lap(x))."""
+    x = jax.random.normal(jax.random.key(4), (3, 5, 7))
+    batched = jax.vmap(lambda y: laplacian(y, impl=impl))(x)
+    np.testing.assert_allclose(batched, np.stack([oracle(y, "9point") for y in x]), atol=1e-5)
+    grad = jax.grad(lambda y: 0.5 * jnp.sum(laplacian(y, impl=impl) ** 2))(x[0])
+    np.testing.assert_allclose(grad, oracle(oracle(x[0], "9point"), "9point"), atol=1e-4)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

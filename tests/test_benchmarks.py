@@ -1,0 +1,67 @@
+"""Smoke tests of the benchmark scripts: tiny settings, real runs, the results they write checked
+for structure and for the memory facts (never for speed: timing is the scripts' job)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+
+from helpers import REPO, require
+
+
+def _load(name: str):
+    for module in ("tqdm", "matplotlib"):
+        require(module, "by the benchmarks")
+    folder = str(REPO / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # the scripts import their sibling _harness
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_optimizer_step(tmp_path):
+    argv = ["--reps", "1", "--compile-reps", "1", "--no-sweep", "--out", str(tmp_path)]
+    script = _load("optimizer_step")
+    results = script.main(argv)
+    configs = [row["config"] for row in results["tree"]]
+    assert configs == [
+        "ladam[slices]",
+        "ladam[padded]",
+        "ladam[conv]",
+        "lrmsprop[slices]",
+        "ladagrad[slices]",
+    ]
+    shapes = script.transformer_shapes().values()
+    n_params = sum(math.prod(s) for s in shapes)
+    assert all(row["ratio"] > 0 and row["params"] == n_params for row in results["tree"])
+    memory = results["memory"]
+    # The state is optax.adam's, leaf for leaf; the update's only temporaries are the ring
+    # vectors, 2 (h + w) floats per smoothed 2-D leaf: nothing of a field's size.
+    assert memory["ladam"]["state_bytes"] == memory["adam"]["state_bytes"]
+    ring_floats = sum(2 * (s[0] + math.prod(s[1:])) for s in shapes if len(s) > 1)
+    for label, temp in memory["ladam"]["temp_bytes"].items():
+        assert temp <= 4 * ring_floats + 1024, label
+    assert set(results["compile"]) == {
+        "adam",
+        "ladam",
+        "rmsprop",
+        "lrmsprop",
+        "adagrad",
+        "ladagrad",
+    }
+    assert all(c["total_s"] > 0 for c in results["compile"].values())
+    assert json.loads((tmp_path / "results.json").read_text())["tree"][0]["config"] == configs[0]
+
+
+def test_train_step(tmp_path):
+    results = _load("train_step").main(["--reps", "1", "--out", str(tmp_path)])
+    assert [row["workload"] for row in results["rows"]] == [
+        "pinn_wave (c2=1e-5)",
+        "transformer (c2=1e-4)",
+    ]
+    assert all(row["ratio"] > 0 for row in results["rows"])
+    assert (tmp_path / "train_step.json").exists()
