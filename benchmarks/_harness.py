@@ -46,8 +46,8 @@ def random_params(shapes: dict, seed: int = 0) -> dict:
     }
 
 
-def update_step(tx: optax.GradientTransformation):
-    """A jitted ``(grads, state, params) -> (state, params)`` with donated state and params.
+def apply_step(tx: optax.GradientTransformation):
+    """``(grads, state, params) -> (state, params)``: update and apply, not yet jitted.
 
     The outputs come in the order of the donated inputs: JAX pairs each donated buffer with
     the first output of the same shape, so returning ``(params, state)`` would pair ``mu``
@@ -58,7 +58,12 @@ def update_step(tx: optax.GradientTransformation):
         updates, state = tx.update(grads, state, params)
         return state, optax.apply_updates(params, updates)
 
-    return jax.jit(step, donate_argnums=(1, 2))
+    return step
+
+
+def update_step(tx: optax.GradientTransformation):
+    """:func:`apply_step` jitted with donated state and params."""
+    return jax.jit(apply_step(tx), donate_argnums=(1, 2))
 
 
 class Timer:

@@ -28,6 +28,7 @@ import jax
 import optax
 from _harness import (
     Timer,
+    apply_step,
     interleaved,
     load_torch_reference,
     machine,
@@ -101,14 +102,6 @@ COMPILE_PAIRS = {
 }
 
 
-def _step(tx: optax.GradientTransformation):
-    def step(g, s, p):
-        updates, s = tx.update(g, s, p)
-        return s, optax.apply_updates(p, updates)  # donated order, see update_step
-
-    return step
-
-
 def compile_times(params: dict, reps: int) -> dict:
     """Seconds to trace + lower and to compile the donated update + apply step, each pair
     interleaved (baseline, ours, baseline, ...), every time from cold caches
@@ -123,7 +116,7 @@ def compile_times(params: dict, reps: int) -> dict:
                 state = tx.init(params)
                 jax.clear_caches()
                 start = time.perf_counter()
-                lowered = jax.jit(_step(tx), donate_argnums=(1, 2)).lower(grads, state, params)
+                lowered = jax.jit(apply_step(tx), donate_argnums=(1, 2)).lower(grads, state, params)
                 middle = time.perf_counter()
                 lowered.compile()
                 samples[name]["lower_s"].append(middle - start)
@@ -151,7 +144,7 @@ def memory(params: dict) -> dict:
         state = tx.init(params)
         temp = {}
         for label, donate in DONATIONS.items():
-            compiled = jax.jit(_step(tx), donate_argnums=donate).lower(grads, state, params)
+            compiled = jax.jit(apply_step(tx), donate_argnums=donate).lower(grads, state, params)
             temp[label] = int(compiled.compile().memory_analysis().temp_size_in_bytes)
         out[name] = {
             "state_bytes": sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)),

@@ -365,10 +365,10 @@ def periodic_laplacian(x: jax.Array, stencil: str, impl: str) -> jax.Array:
         compute = functools.partial(_laplacian_shifts, stencil=stencil)
     else:
 
-        def compute(y):
-            field = lax.reshape(y, field_shape) if y.shape != field_shape else y
-            out = _IMPLEMENTATIONS[impl](field, stencil)
-            return lax.reshape(out, y.shape) if y.shape != field_shape else out
+        def compute(y):  # lax.reshape to the same shape is the identity, no op
+            return lax.reshape(
+                _IMPLEMENTATIONS[impl](lax.reshape(y, field_shape), stencil), y.shape
+            )
 
     if _explicitly_sharded():
         # Under Explicit axes, slices and pads of sharded dims have no sharding rule of their

@@ -143,9 +143,12 @@ def smooth(
     (a state leaf that is stored anyway) rather than of ``x / divisor`` spares XLA a full-size
     temporary for the stencil to read.
     """
-    plain = x if divisor is None else lax.div(x, divisor)
+
+    def plain():
+        return x if divisor is None else lax.div(x, divisor)
+
     if gate is False:
-        return plain
+        return plain()
     smoothed = x
     if folded_shape(x.shape) is not None:
         diffusion = lax.mul(periodic_laplacian(x, stencil, impl), _cast(c2, x.dtype))
@@ -156,7 +159,7 @@ def smooth(
         smoothed = lax.max(smoothed, _cast(floor, x.dtype))
     if gate is True:
         return smoothed
-    return jnp.where(gate, smoothed, plain)
+    return jnp.where(gate, smoothed, plain())
 
 
 def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
