@@ -8,7 +8,11 @@ import json
 import math
 import sys
 
+import jax
+import numpy as np
 from helpers import REPO, require
+
+import ladam_optax
 
 
 def _load(name: str):
@@ -32,6 +36,7 @@ def test_optimizer_step(tmp_path):
         "ladam[slices]",
         "ladam[padded]",
         "ladam[conv]",
+        "ladam[5point]",
         "lrmsprop[slices]",
         "ladagrad[slices]",
     ]
@@ -45,6 +50,9 @@ def test_optimizer_step(tmp_path):
     ring_floats = sum(2 * (s[0] + math.prod(s[1:])) for s in shapes if len(s) > 1)
     for label, temp in memory["ladam"]["temp_bytes"].items():
         assert temp <= 4 * ring_floats + 1024, label
+        # Peak = what adam holds (same arguments, outputs, aliasing) plus those temporaries.
+        extra = memory["ladam"]["peak_bytes"][label] - memory["adam"]["peak_bytes"][label]
+        assert extra == temp - memory["adam"]["temp_bytes"][label], label
     assert set(results["compile"]) == {
         "adam",
         "ladam",
@@ -65,3 +73,19 @@ def test_train_step(tmp_path):
     ]
     assert all(row["ratio"] > 0 for row in results["rows"])
     assert (tmp_path / "train_step.json").exists()
+
+
+def test_stencil_cost(tmp_path):
+    script = _load("stencil_cost")
+    # The diagnostic loop's stencil is the periodic one without the wrap: equal inside, not
+    # on the outer ring.
+    field = jax.random.normal(jax.random.key(0), (6, 7))
+    zero, periodic = script._zero_padded_9point(field), ladam_optax.laplacian(field)
+    np.testing.assert_allclose(zero[1:-1, 1:-1], periodic[1:-1, 1:-1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(zero[0], periodic[0])
+    results = script.main(["--reps", "1", "--compile-reps", "1", "--out", str(tmp_path)])
+    loops = [row["loop"] for row in results["rows"]]
+    assert loops == ["adam", "taps1", "5point", "9point", "9point_zero"]
+    assert results["rows"][0]["ratio"] == 1.0
+    assert all(row["median_ms"] > 0 and row["compile_s"] > 0 for row in results["rows"])
+    assert (tmp_path / "stencil_cost.json").exists()
