@@ -38,12 +38,9 @@ C2, LR, EPS = np.float32(1e-4), np.float32(1e-3), np.float32(1e-8)
 
 
 def _zero_padded_9point(field: jax.Array) -> jax.Array:
-    """The 9-point stencil with zeros outside ``field`` (no wrap): diagnostic only."""
-    shifted = _laplacian._shifted
-    taps = [shifted(field, (a, b)) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
-    corners = (taps[0] + taps[2]) + (taps[5] + taps[7])
-    edges = (taps[1] + taps[6]) + (taps[3] + taps[4])
-    return (corners + 4.0 * edges - 20.0 * field) / 6.0
+    """The 9-point stencil with zeros outside ``field`` (no wrap): diagnostic only, the
+    default's taps without the ring."""
+    return _laplacian.zero_padded_taps(field, "9point") / 6.0
 
 
 def _on_field(stencil):

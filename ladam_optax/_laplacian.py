@@ -178,7 +178,6 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     ``lax`` ops, which keeps tracing the update cheap. Costs one small kernel and
     ``2 (h + w)`` elements of temporary memory per leaf.
     """
-    corner, edge, scale = _WEIGHTS[stencil]
     zeros = lax.full(field.shape, np.zeros((), field.dtype))
 
     def at_ends(axis, first, last):
@@ -204,6 +203,13 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
         lax.slice(gains, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
     )
     ring = lax.add(at_ends(0, top, bottom), at_ends(1, left, right))
+    return _unscaled(lax.add(zero_padded_taps(field, stencil), ring), stencil)
+
+
+def zero_padded_taps(field: jax.Array, stencil: str) -> jax.Array:
+    """The 2-D stencil with zeros outside ``field`` (no wrap), before its overall scale: the
+    taps of the ``"slices"`` form, each a ``pad`` of a ``slice`` of ``field``."""
+    corner, edge, _ = _WEIGHTS[stencil]
     total = lax.add(_neighbours(field, 0), _neighbours(field, 1))
     if corner:
         corners = lax.add(
@@ -211,7 +217,12 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
             lax.add(_shifted(field, (1, -1)), _shifted(field, (1, 1))),
         )
         total = lax.add(_scaled(corners, corner), _scaled(total, edge))
-    total = lax.add(lax.sub(total, _scaled(field, 4.0 * (corner + edge))), ring)
+    return lax.sub(total, _scaled(field, 4.0 * (corner + edge)))
+
+
+def _unscaled(total: jax.Array, stencil: str) -> jax.Array:
+    """``total`` divided by the stencil's overall scale."""
+    scale = _WEIGHTS[stencil][2]
     return lax.div(total, np.array(scale, total.dtype)) if scale != 1.0 else total
 
 
