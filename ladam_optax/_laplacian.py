@@ -122,15 +122,9 @@ def _neighbours(x: jax.Array, axis: int) -> jax.Array:
     return lax.add(_shifted(x, _along(axis, x.ndim, -1)), _shifted(x, _along(axis, x.ndim, 1)))
 
 
-def _slab(x: jax.Array, axis: int, index: int) -> jax.Array:
-    """``x``'s slab ``index`` along ``axis``, keeping that axis (length 1)."""
-    start = _along(axis, x.ndim, index)
-    stop = tuple(index + 1 if a == axis else n for a, n in enumerate(x.shape))
-    return lax.slice(x, start, stop)
-
-
 def _scaled(x: jax.Array, weight: float) -> jax.Array:
-    return lax.mul(x, np.array(weight, x.dtype))
+    """``weight * x``; no op for a unit weight (fewer ops to trace, lower and compile)."""
+    return x if weight == 1.0 else lax.mul(x, np.array(weight, x.dtype))
 
 
 def _across(x: jax.Array, axis: int) -> jax.Array:
@@ -176,13 +170,18 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     broadcasts selected by ``iota`` comparisons. Fused in instead, they would be recomputed,
     with strided column reads, for every element (slower, README, Performance). Written with
     ``lax`` ops, which keeps tracing the update cheap. Costs one small kernel and
-    ``2 (h + w)`` elements of temporary memory per leaf.
+    ``2 (h + w)`` elements of temporary memory per leaf. A 1-D ``field`` needs no ring: its
+    wrap is two more taps, ``x[n - 1]`` at 0 and ``x[0]`` at ``n - 1``.
     """
+    if field.ndim == 1:
+        n = field.shape[0]
+        wrap = lax.add(_shifted(field, (n - 1,)), _shifted(field, (1 - n,)))
+        return lax.add(_neighbours(field, 0), lax.sub(wrap, _scaled(field, 2.0)))
     zeros = lax.full(field.shape, np.zeros((), field.dtype))
 
     def at_ends(axis, first, last):
         """``first`` and ``last`` broadcast across ``axis`` at its first and last index."""
-        dims = (1 - axis,) if field.ndim == 2 else ()
+        dims = (1 - axis,)
         index = lax.broadcasted_iota(np.int32, field.shape, axis)
         end = np.int32(field.shape[axis] - 1)
         at_last = lax.select(
@@ -191,11 +190,6 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
         at_first = lax.eq(index, np.int32(0))
         return lax.select(at_first, lax.broadcast_in_dim(first, field.shape, dims), at_last)
 
-    if field.ndim == 1:
-        n = field.shape[0]
-        first, last = lax.reshape(_slab(field, 0, 0), ()), lax.reshape(_slab(field, 0, n - 1), ())
-        wrap = at_ends(0, last, first)
-        return lax.add(_neighbours(field, 0), lax.sub(wrap, _scaled(field, 2.0)))
     rows, cols = field.shape
     gains = lax.optimization_barrier(_ring_gains(field, stencil))
     ends = (cols, 2 * cols, 2 * cols + rows, 2 * (cols + rows))
