@@ -9,10 +9,12 @@ import math
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from helpers import REPO, require
 
 import ladam_optax
+from ladam_optax import _laplacian
 
 
 def _load(name: str):
@@ -89,3 +91,25 @@ def test_stencil_cost(tmp_path):
     assert results["rows"][0]["ratio"] == 1.0
     assert all(row["median_ms"] > 0 and row["compile_s"] > 0 for row in results["rows"])
     assert (tmp_path / "stencil_cost.json").exists()
+
+
+def test_compile_cost(tmp_path):
+    script = _load("compile_cost")
+    field, line = jax.random.normal(jax.random.key(0), (6, 7)), jnp.arange(5.0) ** 2
+    before = _laplacian.IMPLEMENTATIONS
+    with script.diagnostics_registered():
+        # The diagnostics are what they claim: no ring (equal inside only), no 1-D stencil.
+        no_wrap = ladam_optax.laplacian(field, impl="diag_no_wrap")
+        periodic = ladam_optax.laplacian(field)
+        np.testing.assert_allclose(no_wrap[1:-1, 1:-1], periodic[1:-1, 1:-1], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(no_wrap[0], periodic[0])
+        assert not np.any(ladam_optax.laplacian(line, impl="diag_no_1d"))
+        np.testing.assert_array_equal(ladam_optax.laplacian(field, impl="diag_no_1d"), periodic)
+        assert not np.any(ladam_optax.laplacian(field, impl="diag_zero"))
+    assert _laplacian.IMPLEMENTATIONS == before and "diag_zero" not in _laplacian._IMPLEMENTATIONS
+    results = script.main(["--reps", "1", "--optimizers", "ladam", "--out", str(tmp_path)])
+    rows = results["optimizers"]["ladam"]
+    assert [row["variant"] for row in rows] == ["baseline", "default", "no_wrap", "no_1d", "zero"]
+    assert rows[0]["ratio"] == 1.0
+    assert all(row[k] > 0 for row in rows for k in ("trace_s", "lower_s", "compile_s"))
+    assert list(json.loads((tmp_path / "compile_cost.json").read_text())["optimizers"]) == ["ladam"]
