@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 import platform
 import statistics
@@ -112,6 +113,13 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+def save(results: dict, path: pathlib.Path) -> dict:
+    """Writes ``results`` to ``path`` as JSON, says so, and returns them."""
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results
 
 
 def load_torch_reference(version: str = "0.2.0"):

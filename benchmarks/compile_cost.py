@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import pathlib
 import statistics
 import time
 
 import jax
 import optax
-from _harness import apply_step, machine, random_params, transformer_shapes
+from _harness import apply_step, machine, random_params, save, transformer_shapes
 from jax import lax
 from tqdm import tqdm
 
@@ -155,10 +154,7 @@ def main(argv=None) -> dict:
         for optimizer in args.optimizers:
             samples = measure(optimizer, args.reps)
             results["optimizers"][optimizer] = table(optimizer, samples)
-    path = args.out / "compile_cost.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
-    return results
+    return save(results, args.out / "compile_cost.json")
 
 
 if __name__ == "__main__":

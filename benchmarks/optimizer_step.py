@@ -19,7 +19,6 @@ Writes ``OUT/results.json`` and ``OUT/optimizer_step.png`` (ratio vs leaf size).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import time
@@ -33,6 +32,7 @@ from _harness import (
     load_torch_reference,
     machine,
     random_params,
+    save,
     transformer_shapes,
 )
 from tqdm import tqdm
@@ -286,6 +286,7 @@ def main(argv=None) -> dict:
             )
             print(f"{r['size']:>6}{r['adam_ms']:>10.2f}{ratios}")
         plot(rows, args.out / "optimizer_step.png")
+        print(f"wrote {args.out / 'optimizer_step.png'}")
     results = {
         "machine": machine(),
         "reps": args.reps,
@@ -295,12 +296,7 @@ def main(argv=None) -> dict:
         "compile": compiled,
         "sweep": rows,
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(
-        f"wrote {args.out / 'results.json'}"
-        + ("" if not rows else f" and {args.out / 'optimizer_step.png'}")
-    )
-    return results
+    return save(results, args.out / "results.json")
 
 
 if __name__ == "__main__":

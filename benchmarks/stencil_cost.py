@@ -20,7 +20,6 @@ per leaf shape). Writes ``OUT/stencil_cost.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import time
@@ -28,7 +27,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _harness import interleaved, machine, random_params, transformer_shapes
+from _harness import interleaved, machine, random_params, save, transformer_shapes
 from jax import lax
 from tqdm import tqdm
 
@@ -122,10 +121,7 @@ def main(argv=None) -> dict:
             f"{compile_s:>11.3f}{row['compile_ratio']:>8.2f}"
         )
     results = {"machine": machine(), "reps": args.reps, "params": int(n), "rows": rows}
-    path = args.out / "stencil_cost.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
-    return results
+    return save(results, args.out / "stencil_cost.json")
 
 
 if __name__ == "__main__":

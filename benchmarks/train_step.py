@@ -16,14 +16,13 @@ Writes ``OUT/train_step.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
 import optax
-from _harness import interleaved, machine
+from _harness import interleaved, machine, save
 from tqdm import tqdm
 
 import ladam_optax
@@ -163,9 +162,7 @@ def main(argv=None) -> dict:
             f"{r['ladam']['median_ms']:>10.2f}{spread:>16}{r['ratio']:>7.3f}"
         )
     results = {"machine": machine(), "reps": args.reps, "rows": rows}
-    (args.out / "train_step.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out / 'train_step.json'}")
-    return results
+    return save(results, args.out / "train_step.json")
 
 
 if __name__ == "__main__":
