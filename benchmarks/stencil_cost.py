@@ -12,7 +12,8 @@ transformer-like tree (jit, ``p`` donated, interleaved, medians), for:
   the edges*, a diagnostic only, the same loop without the ring's correction.
 
 and the time to compile each loop from cold caches (the ring's correction is one small kernel
-per leaf shape). Writes ``OUT/stencil_cost.json``.
+per 2-D leaf: XLA:CPU compiles one even for leaves of equal shape). Writes
+``OUT/stencil_cost.json``.
 
     python benchmarks/stencil_cost.py [--reps 40] [--compile-reps 7] [--out benchmarks/results]
 """
