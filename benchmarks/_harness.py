@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import pathlib
@@ -15,7 +16,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import ladam_optax
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Each LAdam-family optimizer: its optax counterpart (name, instance; equal to it at c2 = 0)
+# and its constructor with the same learning rate bound.
+PAIRS = {
+    "ladam": ("adam", optax.adam(1e-3), functools.partial(ladam_optax.ladam, 1e-3)),
+    "lrmsprop": (
+        "rmsprop",
+        optax.rmsprop(1e-3, eps_in_sqrt=False),
+        functools.partial(ladam_optax.lrmsprop, 1e-3),
+    ),
+    "ladagrad": (
+        "adagrad",
+        optax.adagrad(1e-2, initial_accumulator_value=0.0),
+        functools.partial(ladam_optax.ladagrad, 1e-2),
+    ),
+}
 
 
 def transformer_shapes(blocks: int = 2, d_model: int = 512, vocab: int = 1000) -> dict:
@@ -113,6 +132,33 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+def cold_compile(tx: optax.GradientTransformation, grads, params) -> dict[str, float]:
+    """Seconds to trace, lower and compile :func:`apply_step` (state and params donated) from
+    cold caches (``jax.clear_caches()``), as the first step of a fresh process pays them."""
+    state = tx.init(params)
+    jax.clear_caches()
+    start = time.perf_counter()
+    traced = jax.jit(apply_step(tx), donate_argnums=(1, 2)).trace(grads, state, params)
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    lowered.compile()
+    done = time.perf_counter()
+    return {
+        "trace_s": traced_at - start,
+        "lower_s": lowered_at - traced_at,
+        "compile_s": done - lowered_at,
+        "total_s": done - start,
+    }
+
+
+def paired_ratios(baseline: list[float], ours: list[float]) -> dict[str, float]:
+    """Median, min and max of ``ours[i] / baseline[i]``: each of our samples over the
+    baseline's taken just before it, so slow drifts of the machine cancel."""
+    ratios = [b / a for a, b in zip(baseline, ours, strict=True)]
+    return {"ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
 def save(results: dict, path: pathlib.Path) -> dict:

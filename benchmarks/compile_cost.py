@@ -23,23 +23,20 @@ import argparse
 import contextlib
 import pathlib
 import statistics
-import time
 
-import jax
-import optax
-from _harness import apply_step, machine, random_params, save, transformer_shapes
+from _harness import (
+    PAIRS,
+    cold_compile,
+    machine,
+    paired_ratios,
+    random_params,
+    save,
+    transformer_shapes,
+)
 from jax import lax
 from tqdm import tqdm
 
-import ladam_optax
 from ladam_optax import _laplacian
-
-BASELINE_NAMES = {"ladam": "optax.adam", "lrmsprop": "optax.rmsprop", "ladagrad": "optax.adagrad"}
-BASELINES = {
-    "ladam": (optax.adam(1e-3), ladam_optax.ladam),
-    "lrmsprop": (optax.rmsprop(1e-3), ladam_optax.lrmsprop),
-    "ladagrad": (optax.adagrad(1e-2, initial_accumulator_value=0.0), ladam_optax.ladagrad),
-}
 
 
 def _no_wrap(field, stencil):
@@ -77,34 +74,14 @@ def diagnostics_registered():
         _laplacian.IMPLEMENTATIONS = names
 
 
-def cold_compile(tx, grads, params) -> dict[str, float]:
-    """Seconds to trace, lower and compile the donated update + apply step from cold caches."""
-    state = tx.init(params)
-    jax.clear_caches()
-    start = time.perf_counter()
-    traced = jax.jit(apply_step(tx), donate_argnums=(1, 2)).trace(grads, state, params)
-    traced_at = time.perf_counter()
-    lowered = traced.lower()
-    lowered_at = time.perf_counter()
-    lowered.compile()
-    done = time.perf_counter()
-    return {
-        "trace_s": traced_at - start,
-        "lower_s": lowered_at - traced_at,
-        "compile_s": done - lowered_at,
-        "total_s": done - start,
-    }
-
-
 def measure(optimizer: str, reps: int) -> dict[str, list[dict[str, float]]]:
     """``reps`` cold compiles of the baseline, the default and each diagnostic, interleaved."""
     params = random_params(transformer_shapes())
     grads = random_params(transformer_shapes(), seed=1)
-    baseline, family = BASELINES[optimizer]
-    lr = 1e-2 if optimizer == "ladagrad" else 1e-3
-    variants = {"baseline": baseline, "default": family(lr, c2=1e-4)}
+    _, baseline, make = PAIRS[optimizer]
+    variants = {"baseline": baseline, "default": make(c2=1e-4)}
     for name in DIAGNOSTICS:
-        variants[name] = family(lr, c2=1e-4, laplacian_impl=f"diag_{name}")
+        variants[name] = make(c2=1e-4, laplacian_impl=f"diag_{name}")
 
     samples = {name: [] for name in variants}
     for _ in tqdm(range(reps), desc="cold compiles"):
@@ -116,16 +93,12 @@ def measure(optimizer: str, reps: int) -> dict[str, list[dict[str, float]]]:
 def table(optimizer: str, samples: dict[str, list[dict[str, float]]]) -> list[dict]:
     """Medians per variant, and the paired ratios of each total to the baseline's just before
     it (slow drifts of the machine cancel in these)."""
-    base_totals = [s["total_s"] for s in samples["baseline"]]
+    base_totals = [r["total_s"] for r in samples["baseline"]]
     rows = []
     for name, runs in samples.items():
-        row = {"variant": name}
-        row |= {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        ratios = [r["total_s"] / b for r, b in zip(runs, base_totals, strict=True)]
-        row |= {"ratio": statistics.median(ratios), "ratio_min": min(ratios)}
-        row |= {"ratio_max": max(ratios)}
-        rows.append(row)
-    print(f"\n{optimizer} vs {BASELINE_NAMES[optimizer]}")
+        row = {"variant": name} | {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        rows.append(row | paired_ratios(base_totals, [r["total_s"] for r in runs]))
+    print(f"\n{optimizer} vs optax.{PAIRS[optimizer][0]}")
     print(f"{'variant':<10}{'trace s':>9}{'lower s':>9}{'compile s':>11}{'total s':>9}  ratio")
     for r in rows:
         spread = f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
@@ -138,9 +111,7 @@ def table(optimizer: str, samples: dict[str, list[dict[str, float]]]) -> list[di
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--optimizers", nargs="+", choices=sorted(BASELINES), default=list(BASELINES)
-    )
+    parser.add_argument("--optimizers", nargs="+", choices=sorted(PAIRS), default=list(PAIRS))
     parser.add_argument("--reps", type=int, default=15, help="cold compiles per variant")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
     args = parser.parse_args(argv)

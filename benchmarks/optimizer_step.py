@@ -26,11 +26,14 @@ import time
 import jax
 import optax
 from _harness import (
+    PAIRS,
     Timer,
     apply_step,
+    cold_compile,
     interleaved,
     load_torch_reference,
     machine,
+    paired_ratios,
     random_params,
     save,
     transformer_shapes,
@@ -45,21 +48,10 @@ SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 
 def family(c2: float = 1e-4) -> dict:
     """(name, adam-like baseline, ladam-like) rows of the main table."""
-    rows = {
-        "adam": (
-            optax.adam(1e-3),
-            {i: ladam_optax.ladam(1e-3, c2=c2, laplacian_impl=i) for i in IMPLS}
-            | {"5point": ladam_optax.ladam(1e-3, c2=c2, stencil="5point")},
-        ),
-        "rmsprop": (
-            optax.rmsprop(1e-3, eps_in_sqrt=False),
-            {"slices": ladam_optax.lrmsprop(1e-3, c2=c2)},
-        ),
-        "adagrad": (
-            optax.adagrad(1e-2, initial_accumulator_value=0.0),
-            {"slices": ladam_optax.ladagrad(1e-2, c2=c2)},
-        ),
-    }
+    rows = {base: (base_tx, {"slices": make(c2=c2)}) for base, base_tx, make in PAIRS.values()}
+    make_ladam = PAIRS["ladam"][2]
+    rows["adam"][1].update({i: make_ladam(c2=c2, laplacian_impl=i) for i in IMPLS})
+    rows["adam"][1]["5point"] = make_ladam(c2=c2, stencil="5point")
     return rows
 
 
@@ -93,46 +85,31 @@ def time_torch(params: dict, reps: int) -> dict | None:
 
 
 DONATIONS = {"none": (), "state": (1,), "state+params": (1, 2)}
-COMPILE_PAIRS = {
-    "adam": (optax.adam(1e-3), ladam_optax.ladam(1e-3, c2=1e-4)),
-    "rmsprop": (optax.rmsprop(1e-3, eps_in_sqrt=False), ladam_optax.lrmsprop(1e-3, c2=1e-4)),
-    "adagrad": (
-        optax.adagrad(1e-2, initial_accumulator_value=0.0),
-        ladam_optax.ladagrad(1e-2, c2=1e-4),
-    ),
-}
 
 
 def compile_times(params: dict, reps: int) -> dict:
     """Seconds to trace + lower and to compile the donated update + apply step, each pair
     interleaved (baseline, ours, baseline, ...), every time from cold caches
-    (``jax.clear_caches()``), as the first step of a fresh process pays them."""
+    (:func:`_harness.cold_compile`)."""
     grads = random_params(transformer_shapes(), seed=1)
     out = {}
-    for base_name, pair in COMPILE_PAIRS.items():
-        names = (base_name, f"l{base_name}")
-        samples = {name: {"lower_s": [], "compile_s": []} for name in names}
+    for ours_name, (base_name, base_tx, make) in PAIRS.items():
+        pair = {base_name: base_tx, ours_name: make(c2=1e-4)}
+        samples = {name: [] for name in pair}
         for _ in range(reps):
-            for name, tx in zip(names, pair, strict=True):
-                state = tx.init(params)
-                jax.clear_caches()
-                start = time.perf_counter()
-                lowered = jax.jit(apply_step(tx), donate_argnums=(1, 2)).lower(grads, state, params)
-                middle = time.perf_counter()
-                lowered.compile()
-                samples[name]["lower_s"].append(middle - start)
-                samples[name]["compile_s"].append(time.perf_counter() - middle)
-        for name in names:
-            total = [a + b for a, b in zip(*samples[name].values(), strict=True)]
-            out[name] = {k: statistics.median(v) for k, v in samples[name].items()}
-            out[name] |= {"total_s": statistics.median(total), "total_min_s": min(total)}
-            samples[name]["total_s"] = total
-        base, ours = (samples[name]["total_s"] for name in names)
-        # Each of our compiles over the baseline's just before it: slow drifts of the machine
-        # cancel in these paired ratios.
-        ratios = [b / a for a, b in zip(base, ours, strict=True)]
-        out[names[1]] |= {"ratio": statistics.median(ratios), "ratio_min": min(ratios)}
-        out[names[1]] |= {"ratio_max": max(ratios)}
+            for name, tx in pair.items():
+                samples[name].append(cold_compile(tx, grads, params))
+        for name, runs in samples.items():
+            lower = [r["trace_s"] + r["lower_s"] for r in runs]
+            total = [r["total_s"] for r in runs]
+            out[name] = {
+                "lower_s": statistics.median(lower),
+                "compile_s": statistics.median(r["compile_s"] for r in runs),
+                "total_s": statistics.median(total),
+                "total_min_s": min(total),
+            }
+        totals = [[r["total_s"] for r in samples[name]] for name in pair]
+        out[ours_name] |= paired_ratios(*totals)
     return out
 
 
@@ -141,7 +118,8 @@ def memory(params: dict) -> dict:
     outputs not aliased to a donated input + temps), per donation setting, ladam vs adam."""
     grads = random_params(transformer_shapes(), seed=1)  # distinct buffers from the params
     out = {}
-    for name, tx in zip(("adam", "ladam"), COMPILE_PAIRS["adam"], strict=True):
+    _, adam, make_ladam = PAIRS["ladam"]
+    for name, tx in {"adam": adam, "ladam": make_ladam(c2=1e-4)}.items():
         state = tx.init(params)
         temp, peak = {}, {}
         for label, donate in DONATIONS.items():
