@@ -7,7 +7,8 @@ family member built on it, interleaved, and splits the time into tracing (Python
 default) it compiles three *diagnostic* stencils, registered here only and wrong on purpose,
 which show what each part of the stencil costs:
 
-- ``no_wrap``: the 2-D stencil with zeros outside the field (no ring), 1-D leaves as usual;
+- ``no_wrap``: the 2-D stencil's interior alone, zeros on the outer ring (no ring kernel), 1-D
+  leaves as usual;
 - ``no_1d``: the 2-D stencil as usual, a zero Laplacian for 1-D leaves;
 - ``zero``: a zero Laplacian everywhere: the family's own bookkeeping, the floor of any stencil.
 
@@ -42,7 +43,8 @@ from ladam_optax import _laplacian
 def _no_wrap(field, stencil):
     if field.ndim == 1:
         return _laplacian._laplacian_slices(field, stencil)
-    return _laplacian._unscaled(_laplacian.zero_padded_taps(field, stencil), stencil)
+    inner = _laplacian.zero_ring(_laplacian.interior_taps(field, stencil))
+    return _laplacian._unscaled(inner, stencil)
 
 
 def _no_1d(field, stencil):

@@ -8,11 +8,14 @@ transformer-like tree (jit, ``p`` donated, interleaved, medians), for:
 - ``adam``: no Laplacian (``lap(v) = 0``), the floor;
 - ``taps1``: one zero-padded tap (``v[i - 1, j]``), the price of a single shifted read;
 - ``5point``, ``9point``: the periodic stencils as ``ladam_optax`` computes them (``"slices"``);
-- ``9point_zero``: the 9-point stencil with zeros outside the field, no wrap-around: *wrong at
-  the edges*, a diagnostic only, the same loop without the ring's correction.
+- ``9point_zero``: the 9-point stencil with every tap a zero-padded shift (``pad`` of a
+  ``slice``), no wrap-around: *wrong at the edges*, a diagnostic only (the previous default's
+  loop without its ring);
+- ``9point_inner``: the default's interior alone (plain slices, one ``pad`` of the result),
+  zeros on the outer ring: *wrong there*, a diagnostic only, the default without its ring;
 
-and the time to compile each loop from cold caches (the ring's correction is one small kernel
-per 2-D leaf: XLA:CPU compiles one even for leaves of equal shape). Writes
+and the time to compile each loop from cold caches (the ring is one small kernel per 2-D leaf:
+XLA:CPU compiles one even for leaves of equal shape). Writes
 ``OUT/stencil_cost.json``.
 
     python benchmarks/stencil_cost.py [--reps 40] [--compile-reps 7] [--out benchmarks/results]
@@ -38,9 +41,17 @@ C2, LR, EPS = np.float32(1e-4), np.float32(1e-3), np.float32(1e-8)
 
 
 def _zero_padded_9point(field: jax.Array) -> jax.Array:
-    """The 9-point stencil with zeros outside ``field`` (no wrap): diagnostic only, the
-    default's taps without the ring."""
-    return _laplacian.zero_padded_taps(field, "9point") / 6.0
+    """The 9-point stencil with zeros outside ``field``, every tap a ``pad`` of a ``slice``
+    (the previous default's loop, without its ring): diagnostic only, wrong at the edges."""
+    taps = [_laplacian._shifted(field, (a, b)) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b]
+    corners = (taps[0] + taps[2]) + (taps[5] + taps[7])
+    edges = (taps[1] + taps[6]) + (taps[3] + taps[4])
+    return (corners + 4.0 * edges - 20.0 * field) / 6.0
+
+
+def _interior_9point(field: jax.Array) -> jax.Array:
+    """The default's interior alone, zeros on the outer ring: diagnostic only, wrong there."""
+    return _laplacian.zero_ring(_laplacian.interior_taps(field, "9point")) / 6.0
 
 
 def _on_field(stencil):
@@ -59,6 +70,7 @@ STENCILS = {
     "5point": lambda v: _laplacian.periodic_laplacian(v, "5point", "slices"),
     "9point": lambda v: _laplacian.periodic_laplacian(v, "9point", "slices"),
     "9point_zero": _on_field(_zero_padded_9point),
+    "9point_inner": _on_field(_interior_9point),
 }
 
 

@@ -88,19 +88,6 @@ def _wrap_pad(field: jax.Array) -> jax.Array:
 _WEIGHTS = {"9point": (1.0, 4.0, 6.0), "5point": (0.0, 1.0, 1.0)}
 
 
-def _stencil_valid(padded: jax.Array, stencil: str) -> jax.Array:
-    """The stencil on every point of ``padded`` that has all its neighbours ("valid" region)."""
-    if padded.ndim == 1:
-        return (padded[:-2] + padded[2:]) - 2.0 * padded[1:-1]
-    north, south = padded[:-2, 1:-1], padded[2:, 1:-1]
-    west, east = padded[1:-1, :-2], padded[1:-1, 2:]
-    edges = (north + south) + (west + east)
-    if stencil == "5point":
-        return edges - 4.0 * padded[1:-1, 1:-1]
-    corners = (padded[:-2, :-2] + padded[:-2, 2:]) + (padded[2:, :-2] + padded[2:, 2:])
-    return (corners + 4.0 * edges - 20.0 * padded[1:-1, 1:-1]) / 6.0
-
-
 def _shifted(field: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
     """``field[i + offsets]`` with zeros where that falls outside, as ``pad(slice(field))``.
 
@@ -135,83 +122,104 @@ def _across(x: jax.Array, axis: int) -> jax.Array:
     return lax.rev(lax.slice(x, (0,) * x.ndim, x.shape, strides), (axis,))
 
 
-def _ring_gains(field: jax.Array, stencil: str) -> jax.Array:
-    """What the outer ring of the 2-D ``field`` gains across the wrap (before the stencil's
-    scale), packed as ``[row 0 (w), row h-1 (w), column 0 (h), column w-1 (h)]``.
+def _periodic_neighbours(x: jax.Array) -> jax.Array:
+    """``x[:, j - 1] + x[:, j + 1]`` with wrap-around, for a ``(k, n)`` array: the zero-padded
+    neighbours plus the two ends across the wrap, placed by one interior-padded ``pad``."""
+    n = x.shape[1]
+    ends = lax.pad(_across(x, 1), np.zeros((), x.dtype), [(0, 0, 0), (0, 0, n - 2)])
+    return lax.add(_neighbours(x, 1), ends)
 
-    Row 0 gains row h-1 weighted along itself with zeros beyond its ends; column 0 gains
-    column w-1 weighted along itself with wrap-around, which supplies each diagonal corner
-    tap once (and likewise for row h-1 and column w-1).
-    """
+
+def _outer_and_next(field: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+    """The first and last rows (``axis=0``) or columns (``axis=1``) of ``field``, and the ones
+    just inside them, each as a ``(2, n)`` array: two strided slices."""
+    size = field.shape[axis]
+
+    def rows(start: int, stop: int, stride: int) -> jax.Array:
+        limits = [(0, n, 1) for n in field.shape]
+        limits[axis] = (start, stop, stride)
+        picked = lax.slice(field, *zip(*limits, strict=True))
+        return picked if axis == 0 else lax.transpose(picked, (1, 0))
+
+    outer, inner = rows(0, size, size - 1), rows(1, size - 1, max(size - 3, 1))
+    if inner.shape[0] == 1:  # a side of 3: the middle row is next to both outer ones
+        inner = lax.broadcast_in_dim(inner, outer.shape, (0, 1))
+    return outer, inner
+
+
+def _edge_values(outer: jax.Array, inner: jax.Array, stencil: str) -> jax.Array:
+    """The periodic stencil (before its overall scale) along the first and last row of a
+    field, from its outer rows ``(row 0, row h-1)`` and the rows inside them
+    ``(row 1, row h-2)``: row 0 sees rows h-1 and 1 across, row h-1 sees rows h-2 and 0."""
     corner, edge, _ = _WEIGHTS[stencil]
-    rows, cols = field.shape
-    across_rows = _across(field, 0)  # (2, w)
-    across_cols = lax.transpose(_across(field, 1), (1, 0))  # (2, h)
-    if corner:
-        along_rows = _neighbours(across_rows, 1)
-        across_rows = lax.add(_scaled(across_rows, edge), _scaled(along_rows, corner))
-        ends = lax.pad(
-            _across(across_cols, 1), np.zeros((), field.dtype), [(0, 0, 0), (0, 0, rows - 2)]
-        )
-        along_cols = lax.add(_neighbours(across_cols, 1), ends)  # with wrap-around
-        across_cols = lax.add(_scaled(across_cols, edge), _scaled(along_cols, corner))
-    return lax.concatenate(
-        [lax.reshape(across_rows, (2 * cols,)), lax.reshape(across_cols, (2 * rows,))], 0
-    )
+    across = lax.add(lax.rev(outer, (0,)), inner)
+    along = lax.add(_scaled(across, corner), _scaled(outer, edge)) if corner else outer
+    total = lax.add(_scaled(across, edge), _periodic_neighbours(along))
+    return lax.sub(total, _scaled(outer, 4.0 * (corner + edge)))
+
+
+def _ring_values(field: jax.Array, stencil: str) -> jax.Array:
+    """The periodic stencil (before its overall scale) on the outer ring of the 2-D ``field``,
+    packed as ``[row 0 (w), row h-1 (w), column 0 (h), column w-1 (h)]``. O(h + w) work."""
+    rows = _edge_values(*_outer_and_next(field, 0), stencil)
+    cols = _edge_values(*_outer_and_next(field, 1), stencil)
+    return lax.concatenate([lax.reshape(rows, (rows.size,)), lax.reshape(cols, (cols.size,))], 0)
 
 
 def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
-    """The stencil with zeros outside ``field``, plus what its outer ring gains across the wrap.
+    """The stencil's interior from plain slices of ``field``, its outer ring computed apart.
 
-    Each tap of the zero-padded stencil is a ``pad`` of a static ``slice`` of ``field`` itself
-    (never of a shared intermediate), which XLA fuses into the consumer's loop without a
-    padded copy. The ring's gains (:func:`_ring_gains`, O(h + w)) are computed once into one
-    small vector, kept out of that loop by ``optimization_barrier``, and added back through
-    broadcasts selected by ``iota`` comparisons. Fused in instead, they would be recomputed,
-    with strided column reads, for every element (slower, README, Performance). Written with
-    ``lax`` ops, which keeps tracing the update cheap. Costs one small kernel and
-    ``2 (h + w)`` elements of temporary memory per leaf. A 1-D ``field`` needs no ring: its
-    wrap is two more taps, ``x[n - 1]`` at 0 and ``x[0]`` at ``n - 1``.
+    Every tap of the interior is a static ``slice`` of ``field`` itself, so the loop that
+    consumes it reads its neighbours with plain vector loads; one ``pad`` of the interior's
+    result (zeros on the ring) keeps those reads inside ``field``. A tap that is itself
+    zero-padded costs a masked load per element, which made the loop compute-bound (README,
+    Performance). The ring's values (:func:`_ring_values`, O(h + w)) are computed once into
+    one small vector, kept out of the loop by ``optimization_barrier``, and put in place by
+    ``iota`` selects, rows over columns at the corners. Fused in instead, they would be
+    recomputed, with strided reads, for every element. Written with ``lax`` ops, which keeps
+    tracing the update cheap. Costs one small kernel and ``2 (h + w)`` elements of temporary
+    memory per leaf. A 1-D ``field`` needs no ring: its wrap is two more zero-padded taps,
+    ``x[n - 1]`` at 0 and ``x[0]`` at ``n - 1``.
     """
     if field.ndim == 1:
         n = field.shape[0]
         wrap = lax.add(_shifted(field, (n - 1,)), _shifted(field, (1 - n,)))
         return lax.add(_neighbours(field, 0), lax.sub(wrap, _scaled(field, 2.0)))
-    zeros = lax.full(field.shape, np.zeros((), field.dtype))
-
-    def at_ends(axis, first, last):
-        """``first`` and ``last`` broadcast across ``axis`` at its first and last index."""
-        dims = (1 - axis,)
-        index = lax.broadcasted_iota(np.int32, field.shape, axis)
-        end = np.int32(field.shape[axis] - 1)
-        at_last = lax.select(
-            lax.eq(index, end), lax.broadcast_in_dim(last, field.shape, dims), zeros
-        )
-        at_first = lax.eq(index, np.int32(0))
-        return lax.select(at_first, lax.broadcast_in_dim(first, field.shape, dims), at_last)
-
     rows, cols = field.shape
-    gains = lax.optimization_barrier(_ring_gains(field, stencil))
+    ring = lax.optimization_barrier(_ring_values(field, stencil))
     ends = (cols, 2 * cols, 2 * cols + rows, 2 * (cols + rows))
     top, bottom, left, right = (
-        lax.slice(gains, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
+        lax.slice(ring, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
     )
-    ring = lax.add(at_ends(0, top, bottom), at_ends(1, left, right))
-    return _unscaled(lax.add(zero_padded_taps(field, stencil), ring), stencil)
+    out = zero_ring(interior_taps(field, stencil))
+    for axis, first, last in ((1, left, right), (0, top, bottom)):  # rows last: the corners
+        index = lax.broadcasted_iota(np.int32, field.shape, axis)
+        for at, values in ((field.shape[axis] - 1, last), (0, first)):
+            spread = lax.broadcast_in_dim(values, field.shape, (1 - axis,))
+            out = lax.select(lax.eq(index, np.int32(at)), spread, out)
+    return _unscaled(out, stencil)
 
 
-def zero_padded_taps(field: jax.Array, stencil: str) -> jax.Array:
-    """The 2-D stencil with zeros outside ``field`` (no wrap), before its overall scale: the
-    taps of the ``"slices"`` form, each a ``pad`` of a ``slice`` of ``field``."""
+def zero_ring(interior: jax.Array) -> jax.Array:
+    """``interior`` of a 2-D field inside a ring of zeros: ``(h - 2, w - 2)`` to ``(h, w)``."""
+    return lax.pad(interior, np.zeros((), interior.dtype), [(1, 1, 0), (1, 1, 0)])
+
+
+def interior_taps(field: jax.Array, stencil: str) -> jax.Array:
+    """The 2-D stencil (before its overall scale) on the points of ``field`` that have all
+    their neighbours, ``(h - 2, w - 2)``: the interior of the ``"slices"`` form, each tap a
+    static ``slice`` of ``field``."""
     corner, edge, _ = _WEIGHTS[stencil]
-    total = lax.add(_neighbours(field, 0), _neighbours(field, 1))
+    rows, cols = field.shape
+
+    def tap(a: int, b: int) -> jax.Array:
+        return lax.slice(field, (1 + a, 1 + b), (rows - 1 + a, cols - 1 + b))
+
+    total = lax.add(lax.add(tap(-1, 0), tap(1, 0)), lax.add(tap(0, -1), tap(0, 1)))
     if corner:
-        corners = lax.add(
-            lax.add(_shifted(field, (-1, -1)), _shifted(field, (-1, 1))),
-            lax.add(_shifted(field, (1, -1)), _shifted(field, (1, 1))),
-        )
+        corners = lax.add(lax.add(tap(-1, -1), tap(-1, 1)), lax.add(tap(1, -1), tap(1, 1)))
         total = lax.add(_scaled(corners, corner), _scaled(total, edge))
-    return lax.sub(total, _scaled(field, 4.0 * (corner + edge)))
+    return lax.sub(total, _scaled(tap(0, 0), 4.0 * (corner + edge)))
 
 
 def _unscaled(total: jax.Array, stencil: str) -> jax.Array:
@@ -292,7 +300,10 @@ def _laplacian_shifts(x: jax.Array, stencil: str) -> jax.Array:
 
 def _laplacian_padded(field: jax.Array, stencil: str) -> jax.Array:
     """The stencil from a wrap-padded copy: the obvious form, kept for benchmarks and tests."""
-    return _stencil_valid(_wrap_pad(field), stencil)
+    padded = _wrap_pad(field)
+    if field.ndim == 1:
+        return (padded[:-2] + padded[2:]) - 2.0 * padded[1:-1]
+    return _unscaled(interior_taps(padded, stencil), stencil)
 
 
 def _laplacian_conv(field: jax.Array, stencil: str) -> jax.Array:
@@ -330,9 +341,10 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
     Args:
       x: an array of any shape and floating dtype.
       stencil: ``"9point"`` (isotropic, the default) or ``"5point"``.
-      impl: ``"slices"`` (static slices of a zero-padded ``x``, the wrap-around ring added as
-        a correction), ``"shifts"`` (zero-padded shifts of the unfolded ``x`` that sum to
-        periodic ones: the form XLA's SPMD partitioner turns into halo exchanges),
+      impl: ``"slices"`` (the interior from static slices of ``x``, the wrap-around outer
+        ring computed apart and selected in), ``"shifts"`` (zero-padded shifts of the
+        unfolded ``x`` that sum to periodic ones: the form XLA's SPMD partitioner turns into
+        halo exchanges),
         ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
         ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (``"slices"`` on one
         device, ``"shifts"`` on several; see :func:`resolve_implementation`). All give the

@@ -79,15 +79,20 @@ def test_train_step(tmp_path):
 
 def test_stencil_cost(tmp_path):
     script = _load("stencil_cost")
-    # The diagnostic loop's stencil is the periodic one without the wrap: equal inside, not
-    # on the outer ring.
+    # The diagnostic loops' stencils are the periodic one without the wrap: equal inside, not
+    # on the outer ring (zero-padded taps there, or zeros).
     field = jax.random.normal(jax.random.key(0), (6, 7))
-    zero, periodic = script._zero_padded_9point(field), ladam_optax.laplacian(field)
-    np.testing.assert_allclose(zero[1:-1, 1:-1], periodic[1:-1, 1:-1], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(zero[0], periodic[0])
+    periodic = ladam_optax.laplacian(field)
+    zero, inner = script._zero_padded_9point(field), script._interior_9point(field)
+    for diagnostic in (zero, inner):
+        np.testing.assert_allclose(
+            diagnostic[1:-1, 1:-1], periodic[1:-1, 1:-1], rtol=1e-5, atol=1e-6
+        )
+        assert not np.allclose(diagnostic[0], periodic[0])
+    assert np.all(inner[0] == 0) and np.all(inner[:, -1] == 0)
     results = script.main(["--reps", "1", "--compile-reps", "1", "--out", str(tmp_path)])
     loops = [row["loop"] for row in results["rows"]]
-    assert loops == ["adam", "taps1", "5point", "9point", "9point_zero"]
+    assert loops == ["adam", "taps1", "5point", "9point", "9point_zero", "9point_inner"]
     assert results["rows"][0]["ratio"] == 1.0
     assert all(row["median_ms"] > 0 and row["compile_s"] > 0 for row in results["rows"])
     assert (tmp_path / "stencil_cost.json").exists()
