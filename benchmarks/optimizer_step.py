@@ -5,7 +5,8 @@ of one table run interleaved (A B A B ...) in the same process; medians with min
 
 1. The transformer-like tree (~6.8M parameters): ladam / optax.adam, lrmsprop / optax.rmsprop,
    ladagrad / optax.adagrad, each Laplacian implementation, and the PyTorch reference
-   (``ladam==0.2.0`` on torch CPU, all cores) next to torch.optim.Adam.
+   (``ladam==0.2.0`` on torch CPU, all cores) and torch.optim.Adam, interleaved with the
+   ladam rows.
 2. Memory and compilation: persistent state bytes and the compiled update's temp memory
    (``memory_analysis()``), ladam vs adam; the time to trace, lower and compile the update
    from cold caches, each LAdam-family optimizer vs its optax counterpart.
@@ -55,8 +56,10 @@ def family(c2: float = 1e-4) -> dict:
     return rows
 
 
-def time_torch(params: dict, reps: int) -> dict | None:
-    """Median ms of a torch.optim.Adam step and a reference LAdam step on the same tree."""
+def torch_runners(params: dict) -> tuple[dict, int] | None:
+    """Timed steps of torch.optim.Adam and the reference LAdam on the same tree (warmed up),
+    to run interleaved with ours, and torch's thread count; ``None`` when PyTorch or the
+    reference is not installed."""
     loaded = load_torch_reference("0.2.0")
     if loaded is None:
         return None
@@ -79,9 +82,7 @@ def time_torch(params: dict, reps: int) -> dict | None:
             run()
         return run
 
-    result = interleaved({k: runner(v) for k, v in optimizers.items()}, reps)
-    result["torch_threads"] = torch.get_num_threads()
-    return result
+    return {k: runner(v) for k, v in optimizers.items()}, torch.get_num_threads()
 
 
 DONATIONS = {"none": (), "state": (1,), "state+params": (1, 2)}
@@ -194,11 +195,14 @@ def main(argv=None) -> dict:
     params = random_params(transformer_shapes())
     n_params = sum(x.size for x in jax.tree.leaves(params))
     timer = Timer(params)
-    table = []
+    table, torch_times = [], None
     for base_name, (base_tx, variants) in tqdm(family().items(), desc="tree"):
         runs = {base_name: timer.prepare(base_tx)}
         runs |= {f"l{base_name}[{impl}]": timer.prepare(tx) for impl, tx in variants.items()}
-        result = interleaved(runs, args.reps)
+        torch_runs, threads = (torch_runners(params) if base_name == "adam" else None) or ({}, 0)
+        result = interleaved(runs | torch_runs, args.reps)
+        if torch_runs:  # timed in the same round-robin as ours: the speed-up is side by side
+            torch_times = {k: result.pop(k) for k in torch_runs} | {"torch_threads": threads}
         for name, r in result.items():
             if name != base_name:
                 table.append(
@@ -207,7 +211,6 @@ def main(argv=None) -> dict:
                     | r
                     | {"ratio": r["median_ms"] / result[base_name]["median_ms"]}
                 )
-    torch_times = time_torch(params, max(5, args.reps // 3))
     mem = memory(params)
     compiled = compile_times(params, args.compile_reps)
     rows = [] if args.no_sweep else sweep(args.sweep_reps)

@@ -11,7 +11,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers import REPO, require
+from helpers import REPO, load_reference, require
 
 import ladam_optax
 from ladam_optax import _laplacian
@@ -45,6 +45,11 @@ def test_optimizer_step(tmp_path):
     shapes = script.transformer_shapes().values()
     n_params = sum(math.prod(s) for s in shapes)
     assert all(row["ratio"] > 0 and row["params"] == n_params for row in results["tree"])
+    # The PyTorch column is timed in the same round-robin as the ladam rows.
+    load_reference("0.2.0")  # skips outside CI without the reference, fails in CI
+    assert results["torch"]["torch_ladam"]["median_ms"] > 0
+    for row in results["tree"][:3]:
+        assert row["speedup_vs_torch"] > 0 and row["torch_ladam_ms"] > 0
     memory = results["memory"]
     # The state is optax.adam's, leaf for leaf; the update's only temporaries are the ring
     # vectors, 2 (h + w) floats per smoothed 2-D leaf: nothing of a field's size.
