@@ -199,10 +199,10 @@ def main(argv=None) -> dict:
     for base_name, (base_tx, variants) in tqdm(family().items(), desc="tree"):
         runs = {base_name: timer.prepare(base_tx)}
         runs |= {f"l{base_name}[{impl}]": timer.prepare(tx) for impl, tx in variants.items()}
-        torch_runs, threads = (torch_runners(params) if base_name == "adam" else None) or ({}, 0)
-        result = interleaved(runs | torch_runs, args.reps)
-        if torch_runs:  # timed in the same round-robin as ours: the speed-up is side by side
-            torch_times = {k: result.pop(k) for k in torch_runs} | {"torch_threads": threads}
+        torch = torch_runners(params) if base_name == "adam" else None
+        result = interleaved(runs | (torch[0] if torch else {}), args.reps)
+        if torch:  # timed in the same round-robin as ours: the speed-up is side by side
+            torch_times = {k: result.pop(k) for k in torch[0]} | {"torch_threads": torch[1]}
         for name, r in result.items():
             if name != base_name:
                 table.append(
