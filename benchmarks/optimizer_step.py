@@ -11,10 +11,13 @@ of one table run interleaved (A B A B ...) in the same process; medians with min
    (``memory_analysis()``), ladam vs adam; the time to trace, lower and compile the update
    from cold caches, each LAdam-family optimizer vs its optax counterpart.
 3. A sweep of square leaves 64..4096: ratio to adam for each implementation.
+4. With ``--large``: ladam / optax.adam on a ~100M-parameter tree of the same kind (8 blocks of
+   d_model 1024), the issue's second tree for the GPU column; ~4 GB of host or device memory.
 
 Writes ``OUT/results.json`` and ``OUT/optimizer_step.png`` (ratio vs leaf size).
 
-    python benchmarks/optimizer_step.py [--reps 30] [--sweep-reps 10] [--out benchmarks/results]
+    python benchmarks/optimizer_step.py [--reps 30] [--sweep-reps 10] [--large]
+        [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import ladam_optax
 
 IMPLS = ("slices", "padded", "conv")
 SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
+LARGE_TREE = {"blocks": 8, "d_model": 1024}  # 101.8M parameters
 
 
 def family(c2: float = 1e-4) -> dict:
@@ -161,6 +165,21 @@ def sweep(reps: int) -> list[dict]:
     return rows
 
 
+def large_tree(reps: int) -> dict:
+    """ladam (default implementation) vs optax.adam on the ~100M-parameter tree, interleaved."""
+    params = random_params(transformer_shapes(**LARGE_TREE))
+    _, adam, make_ladam = PAIRS["ladam"]
+    timer = Timer(params)
+    runs = {"adam": timer.prepare(adam), "ladam": timer.prepare(make_ladam(c2=1e-4))}
+    result = interleaved(runs, reps)
+    del runs, timer  # the two states and parameter copies: ~3 GB
+    return {
+        "params": sum(x.size for x in jax.tree.leaves(params)),
+        "tree": LARGE_TREE,
+        "ratio": result["ladam"]["median_ms"] / result["adam"]["median_ms"],
+    } | result
+
+
 def plot(rows: list[dict], path: pathlib.Path) -> None:
     import matplotlib
 
@@ -188,6 +207,9 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--compile-reps", type=int, default=15, help="cold compiles per optimizer (interleaved)"
     )
+    parser.add_argument(
+        "--large", action="store_true", help="also time ladam vs adam on a ~100M-parameter tree"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -214,6 +236,7 @@ def main(argv=None) -> dict:
     mem = memory(params)
     compiled = compile_times(params, args.compile_reps)
     rows = [] if args.no_sweep else sweep(args.sweep_reps)
+    large = large_tree(args.reps) if args.large else None
 
     print(f"\n{n_params / 1e6:.2f}M parameters, {jax.default_backend()}, {args.reps} reps")
     header = f"{'config':<22}{'base ms':>9}{'ours ms':>9}{'spread ms':>16}{'ratio':>7}"
@@ -259,6 +282,14 @@ def main(argv=None) -> dict:
         if "ratio" in c:
             line += f"   ratio {c['ratio']:.2f} ({c['ratio_min']:.2f}-{c['ratio_max']:.2f})"
         print(line)
+    if large:
+        a, b = large["adam"], large["ladam"]
+        print(
+            f"\n{large['params'] / 1e6:.1f}M parameters ({large['tree']}): adam "
+            f"{a['median_ms']:.1f} ms ({a['min_ms']:.1f}-{a['max_ms']:.1f}), ladam "
+            f"{b['median_ms']:.1f} ms ({b['min_ms']:.1f}-{b['max_ms']:.1f}), "
+            f"ratio {large['ratio']:.2f}"
+        )
     if rows:
         print(f"\n{'n':>6}{'adam ms':>10}" + "".join(f"{i + ' x':>12}" for i in IMPLS))
         for r in rows:
@@ -276,6 +307,7 @@ def main(argv=None) -> dict:
         "memory": mem,
         "compile": compiled,
         "sweep": rows,
+        "large_tree": large,
     }
     return save(results, args.out / "results.json")
 

@@ -30,8 +30,9 @@ def _load(name: str):
 
 
 def test_optimizer_step(tmp_path):
-    argv = ["--reps", "1", "--compile-reps", "1", "--no-sweep", "--out", str(tmp_path)]
+    argv = ["--reps", "1", "--compile-reps", "1", "--no-sweep", "--large", "--out", str(tmp_path)]
     script = _load("optimizer_step")
+    script.LARGE_TREE = {"blocks": 1, "d_model": 32}  # the ~100M tree's kind, small
     results = script.main(argv)
     configs = [row["config"] for row in results["tree"]]
     assert configs == [
@@ -70,6 +71,11 @@ def test_optimizer_step(tmp_path):
     }
     assert all(c["total_s"] > 0 for c in results["compile"].values())
     assert json.loads((tmp_path / "results.json").read_text())["tree"][0]["config"] == configs[0]
+    large = results["large_tree"]
+    assert large["params"] == sum(
+        math.prod(s) for s in script.transformer_shapes(blocks=1, d_model=32).values()
+    )
+    assert large["ratio"] == large["ladam"]["median_ms"] / large["adam"]["median_ms"] > 0
 
 
 def test_train_step(tmp_path):
