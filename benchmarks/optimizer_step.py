@@ -172,7 +172,6 @@ def large_tree(reps: int) -> dict:
     timer = Timer(params)
     runs = {"adam": timer.prepare(adam), "ladam": timer.prepare(make_ladam(c2=1e-4))}
     result = interleaved(runs, reps)
-    del runs, timer  # the two states and parameter copies: ~3 GB
     return {
         "params": sum(x.size for x in jax.tree.leaves(params)),
         "tree": LARGE_TREE,

@@ -169,10 +169,10 @@ def _ring_values(field: jax.Array, stencil: str) -> jax.Array:
 def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     """The stencil's interior from plain slices of ``field``, its outer ring computed apart.
 
-    Every tap of the interior is a static ``slice`` of ``field`` itself, so the loop that
-    consumes it reads its neighbours with plain vector loads; one ``pad`` of the interior's
-    result (zeros on the ring) keeps those reads inside ``field``. A tap that is itself
-    zero-padded costs a masked load per element, which made the loop compute-bound (README,
+    Every tap of the interior is a static ``slice`` of ``field`` itself, and one ``pad`` of
+    the interior's result (zeros on the ring) keeps the reads inside ``field``: the loop that
+    consumes it then masks all nine reads with the pad's one column bound, where taps that are
+    each zero-padded need a mask apiece, which made the loop compute-bound (README,
     Performance). The ring's values (:func:`_ring_values`, O(h + w)) are computed once into
     one small vector, kept out of the loop by ``optimization_barrier``, and put in place by
     ``iota`` selects, rows over columns at the corners. Fused in instead, they would be
