@@ -172,10 +172,10 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     Every tap of the interior is a static ``slice`` of ``field`` itself, and one ``pad`` of
     the interior's result (zeros on the ring) keeps the reads inside ``field``: the loop that
     consumes it then masks all nine reads with the pad's one column bound, where taps that are
-    each zero-padded need a mask apiece, which made the loop compute-bound (README,
-    Performance). The ring's values (:func:`_ring_values`, O(h + w)) are computed once into
-    one small vector, kept out of the loop by ``optimization_barrier``, and put in place by
-    ``iota`` selects, rows over columns at the corners. Fused in instead, they would be
+    each zero-padded need a mask apiece, which made the loop compute-bound
+    (``benchmarks/README.md``). The ring's values (:func:`_ring_values`, O(h + w)) are computed
+    once into one small vector, kept out of the loop by ``optimization_barrier``, and put in
+    place by ``iota`` selects, rows over columns at the corners. Fused in instead, they would be
     recomputed, with strided reads, for every element. Written with ``lax`` ops, which keeps
     tracing the update cheap. Costs one small kernel and ``2 (h + w)`` elements of temporary
     memory per leaf. A 1-D ``field`` needs no ring: its wrap is two more zero-padded taps,
