@@ -10,7 +10,8 @@ of one table run interleaved (A B A B ...) in the same process; medians with min
 2. Memory and compilation: persistent state bytes and the compiled update's temp memory
    (``memory_analysis()``), ladam vs adam; the time to trace, lower and compile the update
    from cold caches, each LAdam-family optimizer vs its optax counterpart.
-3. A sweep of square leaves 64..4096: ratio to adam for each implementation.
+3. A sweep of square leaves 64..4096: ratio to adam for each implementation (small leaves
+   timed for more steps, :func:`sweep_reps`).
 4. With ``--large``: ladam / optax.adam on a ~100M-parameter tree of the same kind (8 blocks of
    d_model 1024), the issue's second tree for the GPU column; ~4 GB of host or device memory.
 
@@ -148,6 +149,13 @@ def memory(params: dict) -> dict:
     return out
 
 
+def sweep_reps(reps: int, n: int) -> int:
+    """Timed steps at side ``n``: ``reps`` from 1024 up, more below (up to 50x at 64), so that
+    every point is timed for about as long; a small leaf's step is ~0.1 ms, near the timer's
+    and the dispatch's noise."""
+    return min(max(reps, round(reps * (1024 / n) ** 2)), 50 * reps)
+
+
 def sweep(reps: int) -> list[dict]:
     rows = []
     for n in tqdm(SWEEP_SIZES, desc="sweep"):
@@ -156,10 +164,10 @@ def sweep(reps: int) -> list[dict]:
         impls = IMPLS if n <= 2048 else ("slices", "padded")  # conv at 4096^2: minutes
         for impl in impls:
             runs[impl] = timer.prepare(ladam_optax.ladam(1e-3, c2=1e-4, laplacian_impl=impl))
-        result = interleaved(runs, reps)
+        result = interleaved(runs, sweep_reps(reps, n))
         base = result["adam"]["median_ms"]
         rows.append(
-            {"size": n, "adam_ms": base}
+            {"size": n, "reps": sweep_reps(reps, n), "adam_ms": base}
             | {f"{i}_ratio": result[i]["median_ms"] / base for i in impls}
             | {f"{i}_ms": result[i]["median_ms"] for i in impls}
         )
@@ -202,7 +210,12 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=30, help="timed steps per variant (tree)")
-    parser.add_argument("--sweep-reps", type=int, default=10, help="timed steps per sweep point")
+    parser.add_argument(
+        "--sweep-reps",
+        type=int,
+        default=10,
+        help="timed steps per sweep point, n >= 1024 (more below)",
+    )
     parser.add_argument("--no-sweep", action="store_true", help="skip the square-leaf sweep")
     parser.add_argument(
         "--compile-reps", type=int, default=15, help="cold compiles per optimizer (interleaved)"

@@ -30,8 +30,9 @@ def _load(name: str):
 
 
 def test_optimizer_step(tmp_path):
-    argv = ["--reps", "1", "--compile-reps", "1", "--no-sweep", "--large", "--out", str(tmp_path)]
+    argv = [*"--reps 1 --compile-reps 1 --sweep-reps 1 --large --out".split(), str(tmp_path)]
     script = _load("optimizer_step")
+    script.SWEEP_SIZES = (16, 32)
     # Both trees of the kind, small: the script's work, not its timings, is tested.
     script.TREE = {"blocks": 1, "d_model": 64, "vocab": 100}
     script.LARGE_TREE = {"blocks": 1, "d_model": 32}
@@ -73,6 +74,11 @@ def test_optimizer_step(tmp_path):
     }
     assert all(c["total_s"] > 0 for c in results["compile"].values())
     assert json.loads((tmp_path / "results.json").read_text())["tree"][0]["config"] == configs[0]
+    # The sweep: each size timed for every implementation, small sizes for more steps.
+    assert [(row["size"], row["reps"]) for row in results["sweep"]] == [(16, 50), (32, 50)]
+    assert all(row[f"{impl}_ratio"] > 0 for row in results["sweep"] for impl in script.IMPLS)
+    assert (tmp_path / "optimizer_step.png").stat().st_size > 10_000
+    assert [script.sweep_reps(10, n) for n in (64, 256, 512, 1024, 4096)] == [500, 160, 40, 10, 10]
     large = results["large_tree"]
     assert large["params"] == sum(
         math.prod(s) for s in script.transformer_shapes(blocks=1, d_model=32).values()
