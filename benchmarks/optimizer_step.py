@@ -150,9 +150,9 @@ def memory(params: dict) -> dict:
 
 
 def sweep_reps(reps: int, n: int) -> int:
-    """Timed steps at side ``n``: ``reps`` from 1024 up, more below (up to 50x at 64), so that
-    every point is timed for about as long; a small leaf's step is ~0.1 ms, near the timer's
-    and the dispatch's noise."""
+    """Timed steps at side ``n``: ``reps`` from 1024 up, ``reps * (1024 / n)**2`` below, at
+    most ``50 * reps``. A small leaf's step is ~0.1 ms, near the timer's and the dispatch's
+    noise, so it needs many more samples than a large one."""
     return min(max(reps, round(reps * (1024 / n) ** 2)), 50 * reps)
 
 
