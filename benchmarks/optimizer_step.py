@@ -94,11 +94,10 @@ def torch_runners(params: dict) -> tuple[dict, int] | None:
 DONATIONS = {"none": (), "state": (1,), "state+params": (1, 2)}
 
 
-def compile_times(params: dict, reps: int) -> dict:
+def compile_times(params: dict, grads: dict, reps: int) -> dict:
     """Seconds to trace + lower and to compile the donated update + apply step, each pair
     interleaved (baseline, ours, baseline, ...), every time from cold caches
     (:func:`_harness.cold_compile`)."""
-    grads = random_params(transformer_shapes(**TREE), seed=1)
     out = {}
     for ours_name, (base_name, base_tx, make) in PAIRS.items():
         pair = {base_name: base_tx, ours_name: make(c2=1e-4)}
@@ -120,10 +119,9 @@ def compile_times(params: dict, reps: int) -> dict:
     return out
 
 
-def memory(params: dict) -> dict:
+def memory(params: dict, grads: dict) -> dict:
     """Persistent state bytes, and the compiled update's temp bytes and peak bytes (arguments +
     outputs not aliased to a donated input + temps), per donation setting, ladam vs adam."""
-    grads = random_params(transformer_shapes(**TREE), seed=1)  # distinct buffers from the params
     out = {}
     _, adam, make_ladam = PAIRS["ladam"]
     for name, tx in {"adam": adam, "ladam": make_ladam(c2=1e-4)}.items():
@@ -164,10 +162,11 @@ def sweep(reps: int) -> list[dict]:
         impls = IMPLS if n <= 2048 else ("slices", "padded")  # conv at 4096^2: minutes
         for impl in impls:
             runs[impl] = timer.prepare(ladam_optax.ladam(1e-3, c2=1e-4, laplacian_impl=impl))
-        result = interleaved(runs, sweep_reps(reps, n))
+        n_reps = sweep_reps(reps, n)
+        result = interleaved(runs, n_reps)
         base = result["adam"]["median_ms"]
         rows.append(
-            {"size": n, "reps": sweep_reps(reps, n), "adam_ms": base}
+            {"size": n, "reps": n_reps, "adam_ms": base}
             | {f"{i}_ratio": result[i]["median_ms"] / base for i in impls}
             | {f"{i}_ms": result[i]["median_ms"] for i in impls}
         )
@@ -234,10 +233,10 @@ def main(argv=None) -> dict:
     for base_name, (base_tx, variants) in tqdm(family().items(), desc="tree"):
         runs = {base_name: timer.prepare(base_tx)}
         runs |= {f"l{base_name}[{impl}]": timer.prepare(tx) for impl, tx in variants.items()}
-        torch = torch_runners(params) if base_name == "adam" else None
-        result = interleaved(runs | (torch[0] if torch else {}), args.reps)
-        if torch:  # timed in the same round-robin as ours: the speed-up is side by side
-            torch_times = {k: result.pop(k) for k in torch[0]} | {"torch_threads": torch[1]}
+        torch_runs, threads = (torch_runners(params) if base_name == "adam" else None) or ({}, 0)
+        result = interleaved(runs | torch_runs, args.reps)
+        if torch_runs:  # timed in the same round-robin as ours: the speed-up is side by side
+            torch_times = {k: result.pop(k) for k in torch_runs} | {"torch_threads": threads}
         for name, r in result.items():
             if name != base_name:
                 table.append(
@@ -246,8 +245,9 @@ def main(argv=None) -> dict:
                     | r
                     | {"ratio": r["median_ms"] / result[base_name]["median_ms"]}
                 )
-    mem = memory(params)
-    compiled = compile_times(params, args.compile_reps)
+    grads = random_params(transformer_shapes(**TREE), seed=1)  # distinct buffers from the params
+    mem = memory(params, grads)
+    compiled = compile_times(params, grads, args.compile_reps)
     rows = [] if args.no_sweep else sweep(args.sweep_reps)
     large = large_tree(args.reps) if args.large else None
 

@@ -80,9 +80,8 @@ def test_optimizer_step(tmp_path):
     assert (tmp_path / "optimizer_step.png").stat().st_size > 10_000
     assert [script.sweep_reps(10, n) for n in (64, 256, 512, 1024, 4096)] == [500, 160, 40, 10, 10]
     large = results["large_tree"]
-    assert large["params"] == sum(
-        math.prod(s) for s in script.transformer_shapes(blocks=1, d_model=32).values()
-    )
+    large_shapes = script.transformer_shapes(**script.LARGE_TREE).values()
+    assert large["params"] == sum(math.prod(s) for s in large_shapes)
     assert large["ratio"] == large["ladam"]["median_ms"] / large["adam"]["median_ms"] > 0
 
 
