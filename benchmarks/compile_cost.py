@@ -31,6 +31,7 @@ from _harness import (
     machine,
     paired_ratios,
     random_params,
+    rounds,
     save,
     transformer_shapes,
 )
@@ -86,15 +87,15 @@ def measure(optimizer: str, reps: int) -> dict[str, list[dict[str, float]]]:
         variants[name] = make(c2=1e-4, laplacian_impl=f"diag_{name}")
 
     samples = {name: [] for name in variants}
-    for _ in tqdm(range(reps), desc="cold compiles"):
-        for name, tx in variants.items():
-            samples[name].append(cold_compile(tx, grads, params))
+    for order in tqdm(rounds(variants, reps), total=reps, desc="cold compiles"):
+        for name in order:
+            samples[name].append(cold_compile(variants[name], grads, params))
     return samples
 
 
 def table(optimizer: str, samples: dict[str, list[dict[str, float]]]) -> list[dict]:
-    """Medians per variant, and the paired ratios of each total to the baseline's just before
-    it (slow drifts of the machine cancel in these)."""
+    """Medians per variant, and the paired ratios of each total to the baseline's in the same
+    round (slow drifts of the machine cancel in these)."""
     base_totals = [r["total_s"] for r in samples["baseline"]]
     rows = []
     for name, runs in samples.items():
