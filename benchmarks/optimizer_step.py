@@ -18,7 +18,7 @@ order (``_harness.rounds``); medians with min-max spread.
 
 Writes ``OUT/results.json`` and ``OUT/optimizer_step.png`` (ratio vs leaf size).
 
-    python benchmarks/optimizer_step.py [--reps 30] [--sweep-reps 10] [--large]
+    python benchmarks/optimizer_step.py [--reps 100] [--sweep-reps 10] [--large]
         [--out benchmarks/results]
 """
 
@@ -219,7 +219,7 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30, help="timed steps per variant (tree)")
+    parser.add_argument("--reps", type=int, default=100, help="timed steps per variant (trees)")
     parser.add_argument(
         "--sweep-reps",
         type=int,
