@@ -12,13 +12,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 import optax
+from tqdm import tqdm
 
 import ladam_optax
 
+T = TypeVar("T")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Each LAdam-family optimizer: its optax counterpart (name, instance; equal to it at c2 = 0)
@@ -128,16 +131,25 @@ def rounds(names, reps: int, seed: int = 0):
         yield list(order)
 
 
-def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, dict]:
-    """Times every callable ``reps`` times, one call each per round, the rounds in shuffled
-    order (:func:`rounds`); median and min-max in ms."""
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for order in rounds(runs, reps):
+def in_rounds(
+    calls: dict[str, Callable[[], T]], reps: int, desc: str | None = None
+) -> dict[str, list[T]]:
+    """Every callable's results, each called once per round for ``reps`` rounds in shuffled
+    order (:func:`rounds`); with ``desc``, a progress bar of that name."""
+    results: dict[str, list[T]] = {name: [] for name in calls}
+    orders = rounds(calls, reps)
+    for order in tqdm(orders, total=reps, desc=desc) if desc else orders:
         for name in order:
-            samples[name].append(runs[name]() * 1e3)
+            results[name].append(calls[name]())
+    return results
+
+
+def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, dict]:
+    """Times every callable ``reps`` times (:func:`in_rounds`); median and min-max in ms."""
+    ms = {name: [1e3 * t for t in s] for name, s in in_rounds(runs, reps).items()}
     return {
         name: {"median_ms": statistics.median(s), "min_ms": min(s), "max_ms": max(s)}
-        for name, s in samples.items()
+        for name, s in ms.items()
     }
 
 
@@ -172,6 +184,13 @@ def cold_compile(tx: optax.GradientTransformation, grads, params) -> dict[str, f
         "compile_s": done - lowered_at,
         "total_s": done - start,
     }
+
+
+def cold_compiles(txs: dict, grads, params, reps: int, desc: str | None = None) -> dict:
+    """:func:`cold_compile` of each transformation ``reps`` times, in shuffled rounds
+    (:func:`in_rounds`)."""
+    calls = {name: functools.partial(cold_compile, tx, grads, params) for name, tx in txs.items()}
+    return in_rounds(calls, reps, desc)
 
 
 def paired_ratios(baseline: list[float], ours: list[float]) -> dict[str, float]:

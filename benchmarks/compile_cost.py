@@ -27,16 +27,14 @@ import statistics
 
 from _harness import (
     PAIRS,
-    cold_compile,
+    cold_compiles,
     machine,
     paired_ratios,
     random_params,
-    rounds,
     save,
     transformer_shapes,
 )
 from jax import lax
-from tqdm import tqdm
 
 from ladam_optax import _laplacian
 
@@ -86,11 +84,7 @@ def measure(optimizer: str, reps: int) -> dict[str, list[dict[str, float]]]:
     for name in DIAGNOSTICS:
         variants[name] = make(c2=1e-4, laplacian_impl=f"diag_{name}")
 
-    samples = {name: [] for name in variants}
-    for order in tqdm(rounds(variants, reps), total=reps, desc="cold compiles"):
-        for name in order:
-            samples[name].append(cold_compile(variants[name], grads, params))
-    return samples
+    return cold_compiles(variants, grads, params, reps, desc="cold compiles")
 
 
 def table(optimizer: str, samples: dict[str, list[dict[str, float]]]) -> list[dict]:

@@ -35,13 +35,12 @@ from _harness import (
     PAIRS,
     Timer,
     apply_step,
-    cold_compile,
+    cold_compiles,
     interleaved,
     load_torch_reference,
     machine,
     paired_ratios,
     random_params,
-    rounds,
     save,
     transformer_shapes,
 )
@@ -108,15 +107,11 @@ DONATIONS = {"none": (), "state": (1,), "state+params": (1, 2)}
 
 def compile_times(params: dict, grads: dict, reps: int) -> dict:
     """Seconds to trace + lower and to compile the donated update + apply step, each pair
-    interleaved in shuffled rounds (:func:`_harness.rounds`), every time from cold caches
-    (:func:`_harness.cold_compile`)."""
+    interleaved in shuffled rounds, every time from cold caches (:func:`_harness.cold_compiles`)."""
     out = {}
     for ours_name, (base_name, base_tx, make) in PAIRS.items():
         pair = {base_name: base_tx, ours_name: make(c2=1e-4)}
-        samples = {name: [] for name in pair}
-        for order in rounds(pair, reps):
-            for name in order:
-                samples[name].append(cold_compile(pair[name], grads, params))
+        samples = cold_compiles(pair, grads, params, reps)
         for name, runs in samples.items():
             lower = [r["trace_s"] + r["lower_s"] for r in runs]
             total = [r["total_s"] for r in runs]

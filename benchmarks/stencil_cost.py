@@ -24,6 +24,7 @@ XLA:CPU compiles one even for leaves of equal shape). Writes
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import statistics
 import time
@@ -31,9 +32,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _harness import interleaved, machine, random_params, rounds, save, transformer_shapes
+from _harness import in_rounds, interleaved, machine, random_params, save, transformer_shapes
 from jax import lax
-from tqdm import tqdm
 
 from ladam_optax import _laplacian
 
@@ -109,13 +109,15 @@ def main(argv=None) -> dict:
         return run
 
     timed = interleaved({name: runner(s) for name, s in STENCILS.items()}, args.reps)
-    compiles = {name: [] for name in STENCILS}
-    for order in tqdm(rounds(STENCILS, args.compile_reps), total=args.compile_reps, desc="compile"):
-        for name in order:
-            jax.clear_caches()
-            start = time.perf_counter()
-            main_loop(STENCILS[name]).lower(p0, m, v).compile()
-            compiles[name].append(time.perf_counter() - start)
+
+    def cold_compile(stencil) -> float:
+        jax.clear_caches()
+        start = time.perf_counter()
+        main_loop(stencil).lower(p0, m, v).compile()
+        return time.perf_counter() - start
+
+    calls = {name: functools.partial(cold_compile, s) for name, s in STENCILS.items()}
+    compiles = in_rounds(calls, args.compile_reps, desc="compile")
 
     base_ms = timed["adam"]["median_ms"]
     base_s = statistics.median(compiles["adam"])
