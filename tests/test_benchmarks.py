@@ -151,3 +151,24 @@ def test_compile_cost(tmp_path):
     assert rows[0]["ratio"] == 1.0
     assert all(row[k] > 0 for row in rows for k in ("trace_s", "lower_s", "compile_s"))
     assert list(json.loads((tmp_path / "compile_cost.json").read_text())["optimizers"]) == ["ladam"]
+
+
+def test_reference_modes(tmp_path):
+    load_reference("0.2.0")  # skips outside CI without the reference, fails in CI
+    script = _load("reference_modes")
+    script.TREE = {"blocks": 1, "d_model": 32, "vocab": 50}
+    results = script.main(["--steps", "5", "--block", "2", "--out", str(tmp_path)])
+    run = results["run"]
+    shapes = list(script.transformer_shapes(**script.TREE).values())
+    # One conv2d per matrix-like leaf, one conv1d per vector leaf: all are smoothed here.
+    assert run["conv2d_calls"] == [sum(len(s) > 1 for s in shapes)] * 5
+    assert run["conv1d_calls"] == [sum(len(s) == 1 for s in shapes)] * 5
+    assert all(
+        0 < c2 + c1 < step
+        for step, c2, c1 in zip(run["step_ms"], run["conv2d_ms"], run["conv1d_ms"], strict=True)
+    )
+    assert [row["first_step"] for row in results["blocks"]] == [0, 2, 4]
+    assert all(row["rest_ms"] > 0 for row in results["blocks"])
+    # The timed reference module (the last one loaded) gets its own `F` back afterwards.
+    assert sys.modules["ladam_ref_0_2_0.optimizer"].F.__name__ == "torch.nn.functional"
+    assert json.loads((tmp_path / "reference_modes.json").read_text())["block"] == 2
