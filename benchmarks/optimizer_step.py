@@ -70,8 +70,8 @@ def versus_torch(timer: Timer, params: dict, reps: int) -> dict | None:
 
     A group of its own: PyTorch's OpenMP threads keep spinning after a step and slow the step
     timed next, so in the main table's rounds they would tax the JAX rows unevenly. Here the
-    tax falls on our side of the speed-up: the default ``ladam`` took 13.6-15.5 ms beside
-    PyTorch against 11.5-14.2 ms in the main table (five runs on 2 CPU cores), slower in
+    tax falls on our side of the speed-up: the default ``ladam`` took 13.6-15.9 ms beside
+    PyTorch against 11.5-14.2 ms in the main table (six runs on 2 CPU cores), slower in
     each run."""
     loaded = load_torch_reference("0.2.0")
     if loaded is None:
