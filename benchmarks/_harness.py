@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm import tqdm
 
@@ -226,3 +227,12 @@ def load_torch_reference(version: str = "0.2.0"):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return torch, module
+
+
+def torch_tree(torch, arrays) -> list:
+    """The tree's arrays as PyTorch tensors, each with ``.grad`` set to ``1e-2`` times itself
+    (the gradients :class:`Timer` uses), for the reference's steps."""
+    tensors = [torch.tensor(np.asarray(a)) for a in arrays]
+    for t in tensors:
+        t.grad = 1e-2 * t.clone()
+    return tensors

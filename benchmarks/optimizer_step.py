@@ -42,6 +42,7 @@ from _harness import (
     paired_ratios,
     random_params,
     save,
+    torch_tree,
     transformer_shapes,
 )
 from tqdm import tqdm
@@ -77,9 +78,7 @@ def versus_torch(timer: Timer, params: dict, reps: int) -> dict | None:
     if loaded is None:
         return None
     torch, reference = loaded
-    tensors = [torch.tensor(jax.device_get(p)) for p in params.values()]
-    for t in tensors:
-        t.grad = 1e-2 * t.clone()
+    tensors = torch_tree(torch, jax.device_get(list(params.values())))
     optimizers = {
         "torch_adam": torch.optim.Adam(tensors, lr=1e-3),
         "torch_ladam": reference.LAdam(tensors, lr=1e-3, c2=1e-4),

@@ -20,7 +20,7 @@ import sys
 import time
 
 import numpy as np
-from _harness import load_torch_reference, machine, save, transformer_shapes
+from _harness import load_torch_reference, machine, save, torch_tree, transformer_shapes
 
 TREE: dict = {}  # transformer_shapes() arguments; the defaults are the tree
 OPS = ("conv2d", "conv1d")
@@ -60,17 +60,13 @@ def measure(steps: int, warmup: int = 2) -> dict | None:
     torch, reference = loaded
     rng = np.random.default_rng(0)
     shapes = transformer_shapes(**TREE)
-    tensors = [torch.tensor(rng.standard_normal(s, dtype=np.float32)) for s in shapes.values()]
-    for t in tensors:
-        t.grad = 1e-2 * t.clone()
+    tensors = torch_tree(torch, [rng.standard_normal(s, dtype=np.float32) for s in shapes.values()])
     optimizer = reference.LAdam(tensors, lr=1e-3, c2=1e-4)
     log: list[tuple[str, float]] = []
     module = sys.modules[reference.LAdam.__module__]
     functional, module.F = module.F, _TimedConvolutions(module.F, log)
     try:
-        run = {
-            key: [] for key in ("step_ms", *(f"{op}_{x}" for op in OPS for x in ("ms", "calls")))
-        }
+        run = {"step_ms": []} | {f"{op}_{x}": [] for op in OPS for x in ("ms", "calls")}
         for i in range(warmup + steps):
             log.clear()
             start = time.perf_counter()
@@ -95,8 +91,9 @@ def blocks(run: dict, size: int) -> list[dict]:
         part = slice(start, start + size)
         row = {"first_step": start, "step_ms": statistics.median(run["step_ms"][part])}
         row |= {f"{op}_ms": statistics.median(run[f"{op}_ms"][part]) for op in OPS}
-        rest = np.subtract(run["step_ms"][part], np.add(*(run[f"{op}_ms"][part] for op in OPS)))
-        out.append(row | {"rest_ms": float(np.median(rest))})
+        steps = range(len(run["step_ms"]))[part]
+        rest = [run["step_ms"][k] - sum(run[f"{op}_ms"][k] for op in OPS) for k in steps]
+        out.append(row | {"rest_ms": statistics.median(rest)})
     return out
 
 
