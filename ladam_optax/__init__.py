@@ -2,7 +2,8 @@
 
 from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
 from ladam_optax._auto import analyze_params, auto_configure, suggest_c2
-from ladam_optax._laplacian import laplacian
+from ladam_optax._folds import torch_folds
+from ladam_optax._laplacian import Fold, laplacian
 from ladam_optax._reorder import compute_neuron_order, reorder_dense
 from ladam_optax._schedules import chi_anneal_schedule
 from ladam_optax._smoothing import laplacian_smoothing
@@ -20,6 +21,7 @@ from ladam_optax._transform import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Fold",
     "ScaleByLAdaGradState",
     "ScaleByLAdamState",
     "ScaleByLRMSPropState",
@@ -41,4 +43,5 @@ __all__ = [
     "scale_by_ladam",
     "scale_by_lrmsprop",
     "suggest_c2",
+    "torch_folds",
 ]

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from ladam_optax import _checks
+from ladam_optax._folds import FoldSpec
 from ladam_optax._transform import (
     MODES,
     add_weight_diffusion,
@@ -20,46 +21,31 @@ ScalarOrSchedule = float | optax.Schedule
 
 
 def _adam_like(
+    *,
     learning_rate: ScalarOrSchedule,
-    b1: float,
-    b2: float,
-    eps: float,
-    c2: float,
+    moments: dict,
+    c2: Any,
     mode: str,
-    stencil: str,
-    min_spatial_size: int,
-    mu_dtype: Any | None,
-    laplacian_impl: str,
     decay_link: optax.GradientTransformation | None,
     decay_before: bool,
-    wave: dict,
 ) -> optax.GradientTransformationExtraArgs:
     """Chains weight decay (before or after the moments), LAdam, the learning rate, and for
-    ``mode="weight_lap"`` the weight diffusion that follows the step."""
+    ``mode="weight_lap"`` the weight diffusion that follows the step. ``moments`` are the
+    keyword arguments of :func:`scale_by_ladam` other than ``c2`` and ``mode``."""
     _checks.learning_rate(learning_rate)
     _checks.choice("mode", mode, MODES)
-    spatial = dict(stencil=stencil, min_spatial_size=min_spatial_size)
     if mode == "weight_lap":
-        scale = scale_by_ladam(
-            b1, b2, eps, 0.0, "variance_lap", mu_dtype=mu_dtype, **spatial,
-            laplacian_impl=laplacian_impl,
-        )  # fmt: skip
+        scale = scale_by_ladam(**moments, c2=0.0, mode="variance_lap")
+        spatial = ("stencil", "min_spatial_size", "laplacian_impl", "fold")
         # Validates c2 and the spatial arguments as well.
-        tail = [add_weight_diffusion(c2, **spatial, laplacian_impl=laplacian_impl)]
+        tail = [add_weight_diffusion(c2=c2, **{k: moments[k] for k in spatial})]
     else:
-        scale = scale_by_ladam(
-            b1, b2, eps, c2, mode, mu_dtype=mu_dtype, **spatial, **wave,
-            laplacian_impl=laplacian_impl,
-        )  # fmt: skip
+        scale = scale_by_ladam(**moments, c2=c2, mode=mode)
         tail = []
     links = [scale, optax.scale_by_learning_rate(learning_rate), *tail]
     if decay_link is not None:
         links.insert(0 if decay_before else 1, decay_link)
     return optax.chain(*links)
-
-
-def _wave(dt, kappa, rest_level, damping) -> dict:
-    return dict(wave_dt=dt, wave_kappa=kappa, wave_E0=rest_level, wave_damping=damping)
 
 
 def ladam(
@@ -79,6 +65,7 @@ def ladam(
     wave_E0: float = 0.0,
     wave_damping: float = 0.5,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """LAdam: Adam whose second moment is smoothed by a periodic Laplacian.
 
@@ -109,7 +96,12 @@ def ladam(
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
       wave_dt, wave_kappa, wave_E0, wave_damping: ``mode="wave_variance"``'s leapfrog step,
         source strength, rest level (0: the first step's RMS gradient) and damping.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"`` (same numbers). Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"`` (same
+        numbers). Static.
+      fold: which axes of each leaf form the smoothed field: ``None`` (the PyTorch package's
+        rule), a pytree of :class:`Fold` / ``None`` like the params, or a callable returning
+        one, e.g. :func:`torch_folds` for Flax models (the field PyTorch's LAdam gives each
+        layer). Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. With ``weight_decay`` or
@@ -137,9 +129,16 @@ def ladam(
         None if _checks.is_static_zero(weight_decay) else optax.add_decayed_weights(weight_decay)
     )
     return _adam_like(
-        learning_rate, b1, b2, eps, c2, mode, stencil, min_spatial_size, mu_dtype,
-        laplacian_impl, decay, decay_before=True,
-        wave=_wave(wave_dt, wave_kappa, wave_E0, wave_damping),
+        learning_rate=learning_rate,
+        moments=dict(
+            b1=b1, b2=b2, eps=eps, stencil=stencil, min_spatial_size=min_spatial_size,
+            mu_dtype=mu_dtype, wave_dt=wave_dt, wave_kappa=wave_kappa, wave_E0=wave_E0,
+            wave_damping=wave_damping, laplacian_impl=laplacian_impl, fold=fold,
+        ),
+        c2=c2,
+        mode=mode,
+        decay_link=decay,
+        decay_before=True,
     )  # fmt: skip
 
 
@@ -161,6 +160,7 @@ def ladamw(
     wave_E0: float = 0.0,
     wave_damping: float = 0.5,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """LAdamW: LAdam with decoupled weight decay, as ``ladam`` 0.4.1's ``LAdamW``.
 
@@ -186,7 +186,9 @@ def ladamw(
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
       mask: a pytree of bools like the params, or a callable returning one: which leaves decay
         (as in ``optax.adamw``). Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
@@ -207,9 +209,16 @@ def ladamw(
     _checks.non_negative("weight_decay", weight_decay)
     decay = optax.add_decayed_weights(weight_decay, mask)
     return _adam_like(
-        learning_rate, b1, b2, eps, c2, mode, stencil, min_spatial_size, mu_dtype,
-        laplacian_impl, decay, decay_before=False,
-        wave=_wave(wave_dt, wave_kappa, wave_E0, wave_damping),
+        learning_rate=learning_rate,
+        moments=dict(
+            b1=b1, b2=b2, eps=eps, stencil=stencil, min_spatial_size=min_spatial_size,
+            mu_dtype=mu_dtype, wave_dt=wave_dt, wave_kappa=wave_kappa, wave_E0=wave_E0,
+            wave_damping=wave_damping, laplacian_impl=laplacian_impl, fold=fold,
+        ),
+        c2=c2,
+        mode=mode,
+        decay_link=decay,
+        decay_before=False,
     )  # fmt: skip
 
 
@@ -223,6 +232,7 @@ def ladagrad(
     min_spatial_size: int = 16,
     *,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """LAdaGrad: AdaGrad whose accumulator of squared gradients is Laplacian-smoothed.
 
@@ -242,7 +252,9 @@ def ladagrad(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -265,7 +277,14 @@ def ladagrad(
     if not _checks.is_static_zero(lr_decay):
         learning_rate = _inverse_time_decay(learning_rate, lr_decay)
     links = [
-        scale_by_ladagrad(eps, c2, stencil, min_spatial_size, laplacian_impl=laplacian_impl),
+        scale_by_ladagrad(
+            eps=eps,
+            c2=c2,
+            stencil=stencil,
+            min_spatial_size=min_spatial_size,
+            laplacian_impl=laplacian_impl,
+            fold=fold,
+        ),
         optax.scale_by_learning_rate(learning_rate),
     ]
     if not _checks.is_static_zero(weight_decay):
@@ -294,6 +313,7 @@ def lrmsprop(
     min_spatial_size: int = 16,
     *,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """LRMSProp: RMSProp whose running average of squared gradients is Laplacian-smoothed.
 
@@ -315,7 +335,9 @@ def lrmsprop(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -336,7 +358,15 @@ def lrmsprop(
     _checks.non_negative("weight_decay", weight_decay)
     _checks.unit_interval("momentum", momentum)
     links = [
-        scale_by_lrmsprop(decay, eps, c2, stencil, min_spatial_size, laplacian_impl=laplacian_impl)
+        scale_by_lrmsprop(
+            decay=decay,
+            eps=eps,
+            c2=c2,
+            stencil=stencil,
+            min_spatial_size=min_spatial_size,
+            laplacian_impl=laplacian_impl,
+            fold=fold,
+        )
     ]
     if not _checks.is_static_zero(momentum):
         links.append(optax.trace(decay=momentum))

@@ -13,6 +13,7 @@ import optax
 
 from ladam_optax import _checks
 from ladam_optax._alias import ScalarOrSchedule, ladamw
+from ladam_optax._folds import path_names
 from ladam_optax._schedules import chi_anneal_schedule
 
 _C2_BY_ARCHITECTURE = {
@@ -72,27 +73,6 @@ _ATTENTION_NAMES = frozenset(
 )
 _NORM_NAME = re.compile(r"norm|^(ln|bn|gn)(_?\d+|_[a-z0-9]+)?$")
 _RNN_NAME = re.compile(r"rnn|lstm|gru|mgu|cell")
-_VARIABLE_ATTRIBUTES = ("value", "raw_value")
-
-
-def _path_names(path: tuple) -> tuple[str, ...]:
-    """The names along a pytree path; the trailing ``.value`` of an ``nnx.Variable`` is dropped."""
-    if path and isinstance(path[-1], jax.tree_util.GetAttrKey):
-        if path[-1].name in _VARIABLE_ATTRIBUTES:
-            path = path[:-1]
-    names = []
-    for entry in path:
-        if isinstance(entry, jax.tree_util.DictKey):
-            names.append(str(entry.key))
-        elif isinstance(entry, jax.tree_util.GetAttrKey):
-            names.append(entry.name)
-        elif isinstance(entry, jax.tree_util.SequenceKey):
-            names.append(str(entry.idx))
-        elif isinstance(entry, jax.tree_util.FlattenedIndexKey):
-            names.append(str(entry.key))
-        else:
-            names.append(str(entry))
-    return tuple(names)
 
 
 def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | None]]:
@@ -108,11 +88,11 @@ def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | 
     for path, leaf in leaves:
         if is_variable is not None and is_variable(leaf):
             if not isinstance(leaf, nnx.Param):
-                named.append((_path_names(path), None))
+                named.append((path_names(path), None))
                 continue
             leaf = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
         if isinstance(leaf, optax.MaskedNode):
-            named.append((_path_names(path), None))
+            named.append((path_names(path), None))
             continue
         shape = getattr(leaf, "shape", None)
         if shape is None:
@@ -122,9 +102,9 @@ def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | 
                 f"{type(leaf).__name__}"
             )
         if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-            named.append((_path_names(path), None))
+            named.append((path_names(path), None))
             continue
-        named.append((tuple(n.lower() for n in _path_names(path)), tuple(shape)))
+        named.append((tuple(n.lower() for n in path_names(path)), tuple(shape)))
     if all(shape is None for _, shape in named):
         raise ValueError("params has no array leaves to analyze")
     return named

@@ -9,7 +9,11 @@ checked on the host without a sync, and the transformations handle every value w
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
+import sys
+import warnings
 from typing import Any
 
 import jax
@@ -31,7 +35,10 @@ def is_static_zero(x: Any) -> bool:
 def _check_number(name: str, x: Any) -> float | None:
     if isinstance(x, bool) or not (isinstance(x, numbers.Real) or isinstance(x, jax.Array)):
         raise TypeError(f"{name} must be a real number or a jax array, got {type(x).__name__}")
-    return static_value(x)
+    value = static_value(x)
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {x!r}")
+    return value
 
 
 def non_negative(name: str, x: Any) -> None:
@@ -78,3 +85,59 @@ def choice(name: str, x: Any, allowed: tuple[str, ...]) -> str:
         names = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name} must be one of {names}, got {x!r}")
     return x
+
+
+def mu_dtype(dtype: Any) -> jnp.dtype | None:
+    """``dtype`` canonicalised, or ``None``; raises unless it is a floating dtype."""
+    if dtype is None:
+        return None
+    try:
+        canonical = jax.dtypes.canonicalize_dtype(dtype)
+    except TypeError:
+        raise TypeError(f"mu_dtype must be a floating dtype or None, got {dtype!r}") from None
+    if not jnp.issubdtype(canonical, jnp.floating):
+        raise ValueError(
+            f"mu_dtype must be a floating dtype (e.g. jnp.bfloat16 or jnp.float32), got {dtype!r}"
+        )
+    return canonical
+
+
+def inexact_leaves(params: Any, who: str) -> None:
+    """Raises ``TypeError`` naming the first leaf of ``params`` that is not floating or
+    complex (an integer step counter, a boolean mask): they have no gradient to follow."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{who}: the parameter at {jax.tree_util.keystr(path)} has dtype {dtype}; "
+                "only floating and complex leaves can be optimized. Leave the others out, "
+                "e.g. optax.masked(tx, mask) with False for them, or pass only the trainable "
+                "collection (nnx.state(model, nnx.Param))"
+            )
+
+
+def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
+    """Raises ``ValueError`` naming the leaf whose update's shape differs from its state's."""
+    try:
+        columns = jax.tree.structure(updates).flatten_up_to(state_tree)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{who}: the updates are not shaped like the params the state was built for: {error}"
+        ) from None
+    for (path, u), s in zip(jax.tree_util.tree_flatten_with_path(updates)[0], columns, strict=True):
+        if jnp.shape(u) != jnp.shape(s):
+            raise ValueError(
+                f"{who}: the update at {jax.tree_util.keystr(path)} has shape {jnp.shape(u)}, "
+                f"but its parameter (the state's leaf) has shape {jnp.shape(s)}"
+            )
+
+
+def warn(message: str) -> None:
+    """A ``UserWarning`` attributed to the first caller outside this package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2  # level 2 is the caller of warn()
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == (
+        package
+    ):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)

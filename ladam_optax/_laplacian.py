@@ -8,12 +8,18 @@ weight tensor:
   periodic (wrap-around) edges, stencil 9-point ``[[1, 4, 1], [4, -20, 4], [1, 4, 1]] / 6`` or
   5-point ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``; either side below 3 gives zero;
 - anything else (scalars, short vectors, thin matrices) has a zero Laplacian.
+
+A :class:`Fold` replaces that rule for one leaf: it names which axes form the field's rows and
+which its columns (a Flax conv kernel ``(kh, kw, in, out)`` gets the field PyTorch's
+``(out, in, kh, kw)`` weight has with ``Fold(rows=(3,), cols=(2, 0, 1))``).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import numbers
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,18 +50,95 @@ def check_implementation(impl: str) -> str:
     return _checks.choice("laplacian_impl", impl, IMPLEMENTATIONS)
 
 
-def folded_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+class Fold(NamedTuple):
+    """Which axes of a leaf form the rows and which the columns of the field it is smoothed as.
+
+    The field is the leaf transposed to ``rows + cols`` and reshaped to
+    ``(prod(rows), prod(cols))``, each group flattened in the order given (row-major, as
+    ``reshape`` does). ``cols=()`` makes the leaf a periodic line of its ``rows`` axes. Together
+    the two groups must be a permutation of the leaf's axes (negative axes count from the end).
+    The zero rules apply to the folded field: a side below 3, or a line below 4 elements, gives
+    a zero Laplacian.
+
+    The PyTorch ``ladam`` package's rule, used for every leaf without a fold, is
+    ``Fold(rows=(0,), cols=(1, ..., ndim - 1))`` (a 1-D leaf: ``Fold(rows=(0,), cols=())``).
+
+    Attributes:
+      rows: the axes flattened into the field's rows.
+      cols: the axes flattened into the field's columns; ``()`` for a periodic line.
+
+    Examples:
+      >>> from ladam_optax import Fold
+      >>> Fold(rows=(3,), cols=(2, 0, 1))  # a Flax conv kernel as PyTorch's (out, in, kh, kw)
+      Fold(rows=(3,), cols=(2, 0, 1))
+    """
+
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+
+
+def default_fold(ndim: int) -> Fold:
+    """The reference's fold of a leaf with ``ndim`` axes: ``(shape[0], prod(shape[1:]))``."""
+    if ndim == 0:
+        return Fold((), ())
+    return Fold((0,), tuple(range(1, ndim)))
+
+
+def check_fold(fold: Fold | None, ndim: int, where: str = "") -> Fold:
+    """``fold`` normalised for a leaf with ``ndim`` axes (non-negative axes, tuples of ints).
+
+    ``None`` gives :func:`default_fold`. Raises ``TypeError`` for what is not a :class:`Fold`
+    and ``ValueError`` for one that is not a permutation of the leaf's axes; ``where`` (e.g. a
+    leaf's path) is named in the message.
+    """
+    if fold is None:
+        return default_fold(ndim)
+    at = f" for the leaf at {where}" if where else ""
+    if not isinstance(fold, Fold):
+        raise TypeError(f"a fold must be a ladam_optax.Fold or None{at}, got {fold!r}")
+    groups = []
+    for name, group in (("rows", fold.rows), ("cols", fold.cols)):
+        if isinstance(group, numbers.Integral):
+            group = (group,)
+        if not isinstance(group, tuple | list) or not all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in group
+        ):
+            raise TypeError(f"Fold.{name} must be a tuple of ints{at}, got {group!r}")
+        if any(not -ndim <= a < ndim for a in group):
+            raise ValueError(f"{fold} names an axis out of range for a {ndim}-D leaf{at}")
+        groups.append(tuple(int(a) % ndim for a in group))
+    rows, cols = groups
+    if sorted(rows + cols) != list(range(ndim)):
+        raise ValueError(
+            f"{fold} is not a permutation of the axes of a {ndim}-D leaf{at}: rows and cols "
+            f"together must name each of the axes 0..{ndim - 1} once"
+        )
+    return Fold(rows, cols)
+
+
+def _field_shape(shape: tuple[int, ...], fold: Fold) -> tuple[int, ...]:
+    """The shape of the field before the zero rules: 1-D for ``cols=()``, else 2-D."""
+    rows = math.prod(shape[a] for a in fold.rows)
+    if not fold.cols:
+        return (rows,)
+    return (rows, math.prod(shape[a] for a in fold.cols))
+
+
+def folded_shape(shape: tuple[int, ...], fold: Fold | None = None) -> tuple[int, ...] | None:
     """The 1-D or 2-D field a leaf of ``shape`` is smoothed as, or ``None`` if its Laplacian is 0.
 
-    Decided from the static shape alone: ``(n,)`` for a 1-D leaf with ``n >= 4``,
-    ``(shape[0], prod(shape[1:]))`` for ``ndim >= 2`` when both sides are at least 3.
+    Decided from the static shape and ``fold`` (a checked :class:`Fold`, or ``None`` for the
+    reference's rule): a line of ``n >= 4`` elements, or a 2-D field whose sides are both at
+    least 3.
     """
-    if len(shape) == 1:
-        return (shape[0],) if shape[0] >= 4 else None
-    if len(shape) >= 2:
-        rows, cols = shape[0], math.prod(shape[1:])
-        return (rows, cols) if rows >= 3 and cols >= 3 else None
-    return None
+    if fold is None:
+        if not shape:
+            return None
+        fold = default_fold(len(shape))
+    field = _field_shape(shape, fold)
+    if len(field) == 1:
+        return field if field[0] >= 4 else None
+    return field if min(field) >= 3 else None
 
 
 def resolve_implementation(impl: str) -> str:
@@ -228,16 +311,9 @@ def _unscaled(total: jax.Array, stencil: str) -> jax.Array:
     return lax.div(total, np.array(scale, total.dtype)) if scale != 1.0 else total
 
 
-def _axis0_offsets(step: int, size: int) -> list[int]:
-    """Zero-padded offsets along one axis whose sum is a periodic shift by ``step``."""
-    if step == 0:
-        return [0]
-    return [o for o in (step, step - size if step > 0 else step + size) if abs(o) < size]
-
-
-def _trailing_offsets(step: int, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+def _group_offsets(step: int, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Zero-padded offsets over ``shape`` whose sum is a periodic shift by ``step`` (0 or +-1)
-    of the *flattened* axes: a step along the last axis, carrying into the earlier ones."""
+    of those axes *flattened*: a step along the last axis, carrying into the earlier ones."""
     if step == 0:
         return [(0,) * len(shape)]
     terms = []
@@ -258,16 +334,14 @@ def _shifted_per_axis(x: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
     return x
 
 
-def _periodic_tap(x: jax.Array, row_step: int, col_step: int) -> jax.Array:
-    """``x`` shifted periodically by one tap of the folded ``(shape[0], -1)`` field."""
-    if x.ndim == 1:
-        offsets = [(o,) for o in _axis0_offsets(row_step, x.shape[0])]
-    else:
-        offsets = [
-            (r, *c)
-            for r in _axis0_offsets(row_step, x.shape[0])
-            for c in _trailing_offsets(col_step, x.shape[1:])
-        ]
+def _periodic_tap(x: jax.Array, row_axes: int, row_step: int, col_step: int) -> jax.Array:
+    """``x`` shifted periodically by one tap of the field whose rows are the first
+    ``row_axes`` axes of ``x`` flattened, and whose columns are the others flattened."""
+    offsets = [
+        (*r, *c)
+        for r in _group_offsets(row_step, x.shape[:row_axes])
+        for c in _group_offsets(col_step, x.shape[row_axes:])
+    ]
     terms = [_shifted_per_axis(x, o) for o in offsets]
     out = terms[0]
     for term in terms[1:]:
@@ -275,25 +349,26 @@ def _periodic_tap(x: jax.Array, row_step: int, col_step: int) -> jax.Array:
     return out
 
 
-def _laplacian_shifts(x: jax.Array, stencil: str) -> jax.Array:
+def _laplacian_shifts(x: jax.Array, stencil: str, row_axes: int) -> jax.Array:
     """The stencil on the unfolded array, from zero-padded shifts that sum to periodic ones.
 
-    Nothing is reshaped, concatenated or gathered: under SPMD sharding every term is a slice
-    and a pad of the array itself, which XLA partitions with halo exchanges
-    (collective-permutes) and no all-gather, whichever axes are sharded. Costs ~2x the
-    ``"slices"`` form on one CPU device.
+    The field's rows are the first ``row_axes`` axes of ``x`` flattened, its columns the others
+    (all axes rows: a periodic line). Nothing is reshaped, concatenated or gathered: under SPMD
+    sharding every term is a slice and a pad of the array itself, which XLA partitions with
+    halo exchanges (collective-permutes) and no all-gather, whichever axes are sharded. Costs
+    ~2x the ``"slices"`` form on one CPU device.
     """
-    if x.ndim == 1:
-        return (_periodic_tap(x, -1, 0) + _periodic_tap(x, 1, 0)) - 2.0 * x
+
+    def tap(row_step, col_step):
+        return _periodic_tap(x, row_axes, row_step, col_step)
+
+    if row_axes == x.ndim:
+        return (tap(-1, 0) + tap(1, 0)) - 2.0 * x
     corner, edge, scale = _WEIGHTS[stencil]
-    edges = (_periodic_tap(x, -1, 0) + _periodic_tap(x, 1, 0)) + (
-        _periodic_tap(x, 0, -1) + _periodic_tap(x, 0, 1)
-    )
+    edges = (tap(-1, 0) + tap(1, 0)) + (tap(0, -1) + tap(0, 1))
     total = edge * edges - 4.0 * (corner + edge) * x
     if corner:
-        corners = (_periodic_tap(x, -1, -1) + _periodic_tap(x, -1, 1)) + (
-            _periodic_tap(x, 1, -1) + _periodic_tap(x, 1, 1)
-        )
+        corners = (tap(-1, -1) + tap(-1, 1)) + (tap(1, -1) + tap(1, 1))
         total = corner * corners + total
     return total / scale if scale != 1.0 else total
 
@@ -325,7 +400,13 @@ _IMPLEMENTATIONS = {
 }
 
 
-def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> jax.Array:
+def laplacian(
+    x: jax.typing.ArrayLike,
+    stencil: str = "9point",
+    *,
+    impl: str = "auto",
+    fold: Fold | None = None,
+) -> jax.Array:
     """The periodic discrete Laplacian of one array, as the PyTorch ``ladam`` package defines it.
 
     .. math::
@@ -334,13 +415,14 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
         k_{ab}\\, x_{(i+a) \\bmod h,\\,(j+b) \\bmod w}
 
     with ``k`` the 9-point ``[[1, 4, 1], [4, -20, 4], [1, 4, 1]] / 6`` or 5-point stencil on the
-    ``(shape[0], prod(shape[1:]))`` view of ``x``; ``[1, -2, 1]`` with wrap-around for 1-D ``x``
-    of at least 4 elements. Arrays too small for a stencil (a side below 3, a vector below 4
-    elements, scalars) give zeros.
+    ``(shape[0], prod(shape[1:]))`` view of ``x`` (or the field ``fold`` names);
+    ``[1, -2, 1]`` with wrap-around for 1-D ``x`` (or ``fold.cols == ()``) of at least 4
+    elements. Arrays too small for a stencil (a side below 3, a line below 4 elements,
+    scalars) give zeros.
 
     Args:
-      x: an array of any shape and floating dtype.
-      stencil: ``"9point"`` (isotropic, the default) or ``"5point"``.
+      x: an array of any shape and floating dtype (real or complex).
+      stencil: ``"9point"`` (isotropic, the default) or ``"5point"``. Static.
       impl: ``"slices"`` (the interior from static slices of ``x``, the wrap-around outer
         ring computed apart and selected in), ``"shifts"`` (zero-padded shifts of the
         unfolded ``x`` that sum to periodic ones: the form XLA's SPMD partitioner turns into
@@ -348,44 +430,72 @@ def laplacian(x: jax.Array, stencil: str = "9point", *, impl: str = "auto") -> j
         ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
         ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (``"slices"`` on one
         device, ``"shifts"`` on several; see :func:`resolve_implementation`). All give the
-        same numbers to float rounding.
+        same numbers to float rounding. Static.
+      fold: a :class:`Fold` naming the axes of the field's rows and columns, or ``None`` for
+        the reference's ``(shape[0], prod(shape[1:]))``. Static.
 
     Returns:
-      An array of the shape and dtype of ``x``, computed by a jitted function (``stencil`` and
-      ``impl`` static).
+      An array of the shape and dtype of ``x``, computed by a jitted function (``stencil``,
+      ``impl`` and ``fold`` static).
+
+    Raises:
+      TypeError: for an integer or boolean ``x`` (the stencil's weights are fractions), or a
+        ``fold`` that is not a :class:`Fold`.
+      ValueError: for an unknown ``stencil`` or ``impl``, or a ``fold`` that is not a
+        permutation of the axes of ``x``.
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from ladam_optax import laplacian
+      >>> from ladam_optax import Fold, laplacian
       >>> laplacian(jnp.array([0.0, 1.0, 0.0, 0.0]))
       Array([ 1., -2.,  1.,  0.], dtype=float32)
+      >>> laplacian(jnp.eye(4)[:, :2], fold=Fold(rows=(0, 1), cols=()))  # as a line of 8
+      Array([[-2.,  1.],
+             [ 1., -2.],
+             [ 1.,  0.],
+             [ 0.,  1.]], dtype=float32)
 
     References:
       G. Partin, `ladam` (PyTorch), https://pypi.org/project/ladam/
     """
     check_stencil(stencil)
-    return periodic_laplacian(jnp.asarray(x), stencil, resolve_implementation(impl))
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(
+            f"laplacian needs a floating or complex array, got {x.dtype}: convert it first, "
+            "e.g. x.astype(jnp.float32)"
+        )
+    fold = None if fold is None else check_fold(fold, x.ndim)
+    return periodic_laplacian(x, stencil, resolve_implementation(impl), fold)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def periodic_laplacian(x: jax.Array, stencil: str, impl: str) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def periodic_laplacian(
+    x: jax.Array, stencil: str, impl: str, fold: Fold | None = None
+) -> jax.Array:
     """:func:`laplacian` without the checks, for use inside a traced update.
 
-    ``stencil`` must be valid and ``impl`` resolved (not ``"auto"``). Jitted, so that an update
-    traces and lowers the stencil once per leaf shape and dtype, however many leaves share it
-    (the blocks of a deep model do).
+    ``stencil`` must be valid, ``impl`` resolved (not ``"auto"``) and ``fold`` checked
+    (:func:`check_fold`) or ``None``. Jitted, so that an update traces and lowers the stencil
+    once per leaf shape, dtype and fold, however many leaves share them (the blocks of a deep
+    model do).
     """
-    field_shape = folded_shape(x.shape)
+    field_shape = folded_shape(x.shape, fold)
     if field_shape is None:
         return jnp.zeros_like(x)
-    if impl == "shifts":  # works on the unfolded array: no resharding reshape
-        compute = functools.partial(_laplacian_shifts, stencil=stencil)
-    else:
+    fold = fold or default_fold(x.ndim)
+    order = fold.rows + fold.cols
+    moved = order != tuple(range(x.ndim))
 
-        def compute(y):  # lax.reshape to the same shape is the identity, no op
-            return lax.reshape(
-                _IMPLEMENTATIONS[impl](lax.reshape(y, field_shape), stencil), y.shape
-            )
+    def compute(y):
+        if moved:  # the field's axes in order: a transpose, local to each shard
+            y = lax.transpose(y, order)
+        if impl == "shifts":  # works on the unfolded array: no resharding reshape
+            out = _laplacian_shifts(y, stencil, len(fold.rows))
+        else:  # lax.reshape to the same shape is the identity, no op
+            out = _IMPLEMENTATIONS[impl](lax.reshape(y, field_shape), stencil)
+            out = lax.reshape(out, y.shape)
+        return lax.transpose(out, tuple(int(a) for a in np.argsort(order))) if moved else out
 
     if _explicitly_sharded():
         # Under Explicit axes, slices and pads of sharded dims have no sharding rule of their

@@ -18,7 +18,9 @@ import optax
 from jax import lax
 
 from ladam_optax import _checks
+from ladam_optax._folds import FoldSpec, check_fold_spec, map_with_folds, resolve_folds
 from ladam_optax._laplacian import (
+    Fold,
     check_stencil,
     folded_shape,
     periodic_laplacian,
@@ -85,8 +87,42 @@ class ScaleByLRMSPropState(NamedTuple):
 
 
 def _compute_dtype(dtype: Any) -> jnp.dtype:
-    """At least float32: the ``c2 * lap(v)`` correction rounds away in bf16."""
+    """At least float32 (complex dtypes stay complex): the ``c2 * lap(v)`` correction rounds
+    away in bf16."""
     return jnp.dtype(dtype) if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
+def _real_dtype(dtype: Any) -> jnp.dtype:
+    """The dtype of the second moment of a leaf of ``dtype``: the real one of a complex dtype."""
+    return jnp.dtype(jnp.finfo(dtype).dtype)
+
+
+def _abs_sq(g: jax.Array) -> jax.Array:
+    """``|g|^2``, real: the second moment of a complex gradient, as in optax."""
+    if jnp.issubdtype(g.dtype, jnp.complexfloating):
+        re, im = lax.real(g), lax.imag(g)
+        return lax.add(lax.mul(re, re), lax.mul(im, im))
+    return lax.mul(g, g)
+
+
+def _zeros_real(params: Any) -> Any:
+    """Zeros like ``params`` in each leaf's real dtype (second-moment state)."""
+    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_real_dtype(p.dtype)), params)
+
+
+def _mu_zeros(params: Any, mu_dtype: Any) -> Any:
+    """First-moment state: ``mu_dtype`` (its complex counterpart for complex leaves) or the
+    leaf's own dtype."""
+    if mu_dtype is None:
+        return optax.tree.zeros_like(params)
+
+    def zeros(p):
+        dtype = mu_dtype
+        if jnp.issubdtype(p.dtype, jnp.complexfloating):
+            dtype = jnp.complex128 if jnp.finfo(mu_dtype).bits > 32 else jnp.complex64
+        return jnp.zeros_like(p, dtype=dtype)
+
+    return jax.tree.map(zeros, params)
 
 
 def _cast(x: Any, dtype: Any) -> jax.Array | np.ndarray:
@@ -96,7 +132,12 @@ def _cast(x: Any, dtype: Any) -> jax.Array | np.ndarray:
     faster than ``jnp``'s promoting wrappers (this keeps the first compile cheap).
     """
     value = _checks.static_value(x)
-    return np.array(value, dtype) if value is not None else jnp.asarray(x).astype(dtype)
+    if value is not None:
+        return np.array(value, dtype)
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        x = jnp.real(x)  # inject_hyperparams stores hyperparameters in complex params' dtype
+    return x.astype(dtype)
 
 
 def _one_minus(x: Any, dtype: Any) -> jax.Array | np.ndarray:
@@ -123,7 +164,7 @@ def smoothing_gate(c2: Any, min_spatial_size: Any, size: int) -> Gate:
         return c2_value > 0 and size >= min_value
     if c2_value == 0.0:
         return False
-    return (jnp.asarray(c2) > 0) & (size >= jnp.asarray(min_spatial_size))
+    return (jnp.real(jnp.asarray(c2)) > 0) & (size >= jnp.real(jnp.asarray(min_spatial_size)))
 
 
 def smooth(
@@ -132,11 +173,13 @@ def smooth(
     gate: Gate,
     stencil: str,
     impl: str,
+    fold: Fold | None,
     floor: Any = None,
     divisor: Any = None,
 ) -> jax.Array:
     """``max((x + c2 * lap(x)) / divisor, floor)`` where ``gate`` holds, ``x / divisor`` elsewhere.
 
+    ``lap`` is taken on the field ``fold`` names (``None``: the reference's).
     The reference clamps at ``floor`` whenever it smooths a leaf, even one whose Laplacian is
     zero because of its shape, so the clamp follows ``gate`` and not the shape. ``divisor``
     (a scalar) comes after the stencil: the Laplacian is linear, and taking it of ``x`` itself
@@ -150,8 +193,8 @@ def smooth(
     if gate is False:
         return plain()
     smoothed = x
-    if folded_shape(x.shape) is not None:
-        diffusion = lax.mul(periodic_laplacian(x, stencil, impl), _cast(c2, x.dtype))
+    if folded_shape(x.shape, fold) is not None:
+        diffusion = lax.mul(periodic_laplacian(x, stencil, impl, fold), _cast(c2, x.dtype))
         smoothed = lax.add(x, diffusion)
     if divisor is not None:
         smoothed = lax.div(smoothed, divisor)
@@ -181,23 +224,76 @@ def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
 
 
 def _ema(g: jax.Array, moment: jax.Array, decay: Any, square: bool) -> jax.Array:
-    """``decay * moment + (1 - decay) * g`` (``g**2`` if ``square``) in >= float32, stored in
-    moment's dtype."""
-    dtype = _compute_dtype(g.dtype)
-    g = _as(g, dtype)
+    """``decay * moment + (1 - decay) * g`` (``|g|**2`` if ``square``) in >= float32, stored
+    in moment's dtype."""
+    g = _as(g, _compute_dtype(g.dtype))
     if square:
-        g = lax.mul(g, g)
+        g = _abs_sq(g)
+    dtype = g.dtype
     new = lax.add(
         lax.mul(_cast(decay, dtype), _as(moment, dtype)), lax.mul(_one_minus(decay, dtype), g)
     )
     return _as(new, moment.dtype)
 
 
-def _check_common(eps: Any, c2: Any, stencil: str, min_spatial_size: Any) -> None:
+# The most negative eigenvalue of each stencil (the line is [1, -2, 1]).
+_LAMBDA_MIN = {"9point": -16.0 / 3.0, "5point": -8.0, "line": -4.0}
+# The largest stable c2 of each mode, from the stencil's centre weight or its spectrum.
+_CENTRE_WEIGHT = {"9point": 20.0 / 6.0, "5point": 4.0, "line": 2.0}
+
+
+def c2_limit(mode: str, stencil: str) -> tuple[float, str]:
+    """The largest c2 that ``mode`` is safe for with ``stencil``, and why (a phrase).
+
+    - ``variance_lap``, LAdaGrad, LRMSProp: ``v + c2 lap(v)`` stays >= 0 for every ``v >= 0``
+      only while the stencil's centre weight ``1 - c2 * w`` is >= 0;
+    - ``update_lap``: ``a + c2 lap(a)`` keeps the sign of every mode only for
+      ``c2 <= 1 / |lambda_min|``;
+    - ``weight_lap``: ``p + c2 lap(p)`` is a stable diffusion only for
+      ``c2 <= 2 / |lambda_min|``.
+    """
+    if mode == "update_lap":
+        return -1.0 / _LAMBDA_MIN[stencil], "the smoothed direction keeps the sign of every mode"
+    if mode == "weight_lap":
+        return -2.0 / _LAMBDA_MIN[stencil], "the weight diffusion is stable"
+    return 1.0 / _CENTRE_WEIGHT[stencil], "the smoothed variance stays non-negative"
+
+
+def _warn_if_unstable(c2: Any, mode: str, stencil: str) -> None:
+    """A ``UserWarning`` for a static ``c2`` above its mode's limit (see :func:`c2_limit`)."""
+    value = _checks.static_value(c2)
+    if value is None or mode == "wave_variance":
+        return
+    limit, why = c2_limit(mode, stencil)
+    if value > limit:
+        _checks.warn(
+            f"c2={value!r} is above {limit:.4g}, the largest c2 for which {why} with the "
+            f"{stencil} stencil in mode {mode!r}. Beyond it training can diverge or collapse "
+            "(variance_lap: negative variances floored at eps take steps up to "
+            "sqrt(v / eps) times Adam's). The c2 that change training measurably are far "
+            "smaller: see the docs' 'Choosing c2' page."
+        )
+
+
+def _check_common(eps: Any, c2: Any, stencil: str, min_spatial_size: Any, fold: Any) -> None:
     _checks.non_negative("eps", eps)
     _checks.non_negative("c2", c2)
     check_stencil(stencil)
     _checks.min_spatial_size(min_spatial_size)
+    check_fold_spec(fold)
+
+
+def _check_wave(dt: Any, kappa: Any, rest_level: Any, damping: Any) -> None:
+    for name, value in (("wave_dt", dt), ("wave_kappa", kappa), ("wave_E0", rest_level)):
+        _checks.non_negative(name, value)
+    _checks.non_negative("wave_damping", damping)
+    if (_checks.static_value(damping) or 0.0) > 1.0:
+        raise ValueError(f"wave_damping must be in [0, 1], got {damping!r}")
+
+
+def _folds_for(fold: FoldSpec, updates: Any, params: Any) -> list[Fold | None]:
+    """Each leaf's fold, resolved from the params (from the updates where none are passed)."""
+    return resolve_folds(fold, updates if params is None else params)
 
 
 def scale_by_ladam(
@@ -215,13 +311,14 @@ def scale_by_ladam(
     wave_E0: float = 0.0,
     wave_damping: float = 0.5,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Rescales updates by Adam's moments, with the second moment smoothed by a Laplacian.
 
     .. math::
 
       m_t = \\beta_1 m_{t-1} + (1 - \\beta_1) g_t, \\quad
-      v_t = \\beta_2 v_{t-1} + (1 - \\beta_2) g_t^2, \\quad
+      v_t = \\beta_2 v_{t-1} + (1 - \\beta_2) |g_t|^2, \\quad
       \\hat m_t = m_t / (1 - \\beta_1^t), \\quad \\hat v_t = v_t / (1 - \\beta_2^t)
 
     ``mode="variance_lap"``:
@@ -230,7 +327,9 @@ def scale_by_ladam(
     ``mode="update_lap"``: :math:`a_t = \\hat m_t / (\\sqrt{\\hat v_t} + \\epsilon)`,
     :math:`u_t = a_t + c_2 \\Delta a_t`. ``\\Delta`` is :func:`ladam_optax.laplacian`, applied
     only to leaves with at least ``min_spatial_size`` elements and only when ``c2 > 0``;
-    elsewhere the update is exactly Adam's.
+    elsewhere the update is exactly Adam's. Complex parameters work as in ``optax.adam``: the
+    second moment is the real ``|g|^2`` (stored in the real dtype), the first moment and the
+    updates are complex.
 
     ``mode="wave_variance"`` (``ladam`` 0.4.1) replaces the EMA of ``v`` by a damped wave
     equation, leapfrogged: :math:`v_1 = \\max(g_1^2, \\epsilon)` and
@@ -242,14 +341,20 @@ def scale_by_ladam(
     live in a transformation that runs before the learning rate: use
     ``ladam(..., mode="weight_lap")``, which chains :func:`add_weight_diffusion` after it.
 
+    A static ``c2`` above the mode's stability limit (0.3 for ``variance_lap`` with the
+    9-point stencil, 3/16 for ``update_lap``; the docs' "Choosing c2" page has the table)
+    warns at construction.
+
     Args:
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the root of the second moment, and the floor of the smoothed variance.
       c2: Laplacian coupling strength, >= 0.
-      mode: ``"variance_lap"`` (default) or ``"update_lap"``. Static.
+      mode: ``"variance_lap"`` (default), ``"update_lap"`` or ``"wave_variance"``. Static.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
-      min_spatial_size: leaves with fewer elements are not smoothed.
+      min_spatial_size: leaves with fewer elements are not smoothed. Under
+        ``optax.inject_hyperparams`` pass ``static_args=("min_spatial_size",)`` to keep it
+        static (otherwise every small leaf runs the stencil behind a ``where``).
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
       wave_dt: ``wave_variance`` time step, >= 0.
       wave_kappa: ``wave_variance`` source strength, >= 0.
@@ -257,6 +362,11 @@ def scale_by_ladam(
       wave_damping: ``wave_variance`` damping ``d``, in [0, 1].
       laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``; see
         :func:`laplacian`. Static.
+      fold: which axes of each leaf form the smoothed field: ``None`` (the PyTorch package's
+        ``(shape[0], prod(shape[1:]))`` for every leaf), a pytree like the params with a
+        :class:`Fold` or ``None`` per leaf, or a callable returning one from the params (e.g.
+        :func:`torch_folds`; under ``optax.inject_hyperparams`` name it in ``static_args``).
+        Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdamState`
@@ -277,8 +387,9 @@ def scale_by_ladam(
     """
     _checks.unit_interval("b1", b1)
     _checks.unit_interval("b2", b2)
-    _check_common(eps, c2, stencil, min_spatial_size)
+    _check_common(eps, c2, stencil, min_spatial_size, fold)
     _checks.choice("mode", mode, MODES)
+    _check_wave(wave_dt, wave_kappa, wave_E0, wave_damping)
     if mode == "weight_lap":
         raise ValueError(
             "mode='weight_lap' diffuses the parameters after the learning-rate step, so "
@@ -286,101 +397,108 @@ def scale_by_ladam(
             "scale_by_ladam(c2=0.0), optax.scale_by_learning_rate(lr) and "
             "add_weight_diffusion(c2)"
         )
+    _warn_if_unstable(c2, mode, stencil)
     impl = resolve_implementation(laplacian_impl)
-    mu_dtype = None if mu_dtype is None else jax.dtypes.canonicalize_dtype(mu_dtype)
+    mu_dtype = _checks.mu_dtype(mu_dtype)
     if mode == "wave_variance":
-        for name, value in (("wave_dt", wave_dt), ("wave_kappa", wave_kappa), ("wave_E0", wave_E0)):
-            _checks.non_negative(name, value)
-        _checks.non_negative("wave_damping", wave_damping)
-        if (_checks.static_value(wave_damping) or 0.0) > 1.0:
-            raise ValueError(f"wave_damping must be in [0, 1], got {wave_damping!r}")
         wave = (wave_dt, wave_kappa, wave_E0, wave_damping)
-        return _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl)
+        return _scale_by_wave_ladam(
+            b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl, fold
+        )
 
     def init_fn(params):
+        _checks.inexact_leaves(params, "scale_by_ladam")
+        resolve_folds(fold, params)
         return ScaleByLAdamState(
             count=jnp.zeros([], jnp.int32),
-            mu=optax.tree.zeros_like(params, dtype=mu_dtype),
-            nu=optax.tree.zeros_like(params),
+            mu=_mu_zeros(params, mu_dtype),
+            nu=_zeros_real(params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        _checks.same_shapes(updates, state.nu, "scale_by_ladam")
+        folds = _folds_for(fold, updates, params)
         count = optax.safe_increment(state.count)
 
         @functools.cache
         def corrections(dtype):  # once per dtype, not per leaf
             return _bias_correction(b1, count, dtype), _bias_correction(b2, count, dtype)
 
-        def direction(g, m, v):
+        def direction(g, m, v, leaf_fold):
             dtype = _compute_dtype(g.dtype)
-            bc1, bc2 = corrections(dtype)
-            m_hat, v = lax.div(_as(m, dtype), bc1), _as(v, dtype)
+            bc1, bc2 = corrections(_real_dtype(dtype))
+            m_hat, v = lax.div(_as(m, dtype), _as(bc1, dtype)), _as(v, _real_dtype(dtype))
             gate = smoothing_gate(c2, min_spatial_size, g.size)
-            eps_ = _cast(eps, dtype)
+            eps_ = _cast(eps, v.dtype)
             if mode == "variance_lap":
-                v_hat = smooth(v, c2, gate, stencil, impl, floor=eps, divisor=bc2)
-                u = lax.div(m_hat, lax.add(lax.sqrt(v_hat), eps_))
+                v_hat = smooth(v, c2, gate, stencil, impl, leaf_fold, floor=eps, divisor=bc2)
+                u = lax.div(m_hat, _as(lax.add(lax.sqrt(v_hat), eps_), dtype))
             else:
-                u = lax.div(m_hat, lax.add(lax.sqrt(lax.div(v, bc2)), eps_))
-                u = smooth(u, c2, gate, stencil, impl)
+                root = lax.add(lax.sqrt(lax.div(v, bc2)), eps_)
+                u = smooth(lax.div(m_hat, _as(root, dtype)), c2, gate, stencil, impl, leaf_fold)
             return _as(u, g.dtype)
 
         mu = jax.tree.map(lambda g, m: _ema(g, m, b1, False), updates, state.mu)
         nu = jax.tree.map(lambda g, v: _ema(g, v, b2, True), updates, state.nu)
-        updates = jax.tree.map(direction, updates, mu, nu)
+        updates = map_with_folds(direction, folds, updates, mu, nu)
         return updates, ScaleByLAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl):
+def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl, fold):
     """``scale_by_ladam(mode="wave_variance")``: see its docstring."""
     dt, kappa, rest_level, damping = wave
 
     def init_fn(params):
+        _checks.inexact_leaves(params, "scale_by_ladam")
+        resolve_folds(fold, params)
         return ScaleByWaveLAdamState(
             count=jnp.zeros([], jnp.int32),
-            mu=optax.tree.zeros_like(params, dtype=mu_dtype),
-            nu=optax.tree.zeros_like(params),
-            nu_prev=optax.tree.zeros_like(params),
-            e0_sq=jax.tree.map(lambda p: jnp.zeros([], p.dtype), params),
+            mu=_mu_zeros(params, mu_dtype),
+            nu=_zeros_real(params),
+            nu_prev=_zeros_real(params),
+            e0_sq=jax.tree.map(lambda p: jnp.zeros([], _real_dtype(p.dtype)), params),
         )
 
-    def leaf(g, m, v, v_prev, e0_sq, count):
+    def leaf(g, m, v, v_prev, e0_sq, leaf_fold, count):
         dtype, store = _compute_dtype(g.dtype), v.dtype
+        real = _real_dtype(dtype)
         first = count == 1
-        g2 = jnp.square(g.astype(dtype))
-        v, v_prev = v.astype(dtype), v_prev.astype(dtype)
-        seeded = jnp.maximum(g2, _cast(eps, dtype))
+        g2 = _abs_sq(_as(g, dtype))
+        v, v_prev = v.astype(real), v_prev.astype(real)
+        seeded = jnp.maximum(g2, _cast(eps, real))
         level = _checks.static_value(rest_level)
-        mean_g2 = jnp.mean(g2) if g.size else jnp.zeros([], dtype)
+        mean_g2 = jnp.mean(g2) if g.size else jnp.zeros([], real)
         if level is not None:
             e0_first = level * level if level else mean_g2
         else:
-            level_ = jnp.asarray(rest_level).astype(dtype)
+            level_ = _cast(rest_level, real)
             e0_first = jnp.where(level_ != 0, level_ * level_, mean_g2)
-        e0_sq = jnp.where(first, e0_first, e0_sq.astype(dtype))
+        e0_sq = jnp.where(first, e0_first, e0_sq.astype(real))
         gate = smoothing_gate(c2, min_spatial_size, g.size)
-        accel = -_cast(kappa, dtype) * (g2 - e0_sq)
-        if gate is not False and folded_shape(g.shape) is not None:
-            diffusion = _cast(c2, dtype) * periodic_laplacian(v, stencil, impl)
+        accel = -_cast(kappa, real) * (g2 - e0_sq)
+        if gate is not False and folded_shape(g.shape, leaf_fold) is not None:
+            diffusion = _cast(c2, real) * periodic_laplacian(v, stencil, impl, leaf_fold)
             accel = accel + (diffusion if gate is True else jnp.where(gate, diffusion, 0.0))
-        d, step = _cast(damping, dtype), _cast(dt, dtype)
+        d, step = _cast(damping, real), _cast(dt, real)
         leapfrog = (2.0 - d) * v - (1.0 - d) * v_prev + step * step * accel
-        v_new = jnp.where(first, seeded, jnp.maximum(leapfrog, _cast(eps, dtype)))
+        v_new = jnp.where(first, seeded, jnp.maximum(leapfrog, _cast(eps, real)))
         v_prev_new = jnp.where(first, seeded, v)
-        m_hat = m.astype(dtype) / _bias_correction(b1, count, dtype)
-        u = m_hat / (jnp.sqrt(v_new) + _cast(eps, dtype))
+        m_hat = _as(m, dtype) / _as(_bias_correction(b1, count, real), dtype)
+        u = m_hat / _as(jnp.sqrt(v_new) + _cast(eps, real), dtype)
         return u.astype(g.dtype), v_new.astype(store), v_prev_new.astype(store), e0_sq
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        _checks.same_shapes(updates, state.nu, "scale_by_ladam")
+        folds = _folds_for(fold, updates, params)
         count = optax.safe_increment(state.count)
         mu = jax.tree.map(lambda g, m: _ema(g, m, b1, False), updates, state.mu)
         treedef = jax.tree.structure(updates)
         trees = (updates, mu, state.nu, state.nu_prev, state.e0_sq)
-        columns = zip(*(treedef.flatten_up_to(t) for t in trees), strict=True)
+        columns = zip(*(treedef.flatten_up_to(t) for t in trees), folds, strict=True)
         results = [leaf(*column, count) for column in columns]
         u, nu, nu_prev, e0_sq = (treedef.unflatten([r[i] for r in results]) for i in range(4))
         e0_sq = jax.tree.map(lambda e, old: e.astype(old.dtype), e0_sq, state.e0_sq)
@@ -395,6 +513,7 @@ def add_weight_diffusion(
     min_spatial_size: int = 16,
     *,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Diffuses the parameters the update would produce: the ``weight_lap`` step of LAdam.
 
@@ -406,12 +525,16 @@ def add_weight_diffusion(
     diffuses weights without one.) Place it *after* the
     learning rate (``u`` must already be the full step). Leaves with fewer than
     ``min_spatial_size`` elements, or every leaf when ``c2 == 0``, pass through unchanged.
+    A static ``c2`` above ``2 / |lambda_min|`` (3/8 with the 9-point stencil), where the
+    diffusion is unstable, warns at construction.
 
     Args:
       c2: diffusion strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not diffused.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an empty state; its ``update`` needs
@@ -432,10 +555,13 @@ def add_weight_diffusion(
     _checks.non_negative("c2", c2)
     check_stencil(stencil)
     _checks.min_spatial_size(min_spatial_size)
+    check_fold_spec(fold)
+    _warn_if_unstable(c2, "weight_lap", stencil)
     impl = resolve_implementation(laplacian_impl)
 
     def init_fn(params):
-        del params
+        _checks.inexact_leaves(params, "add_weight_diffusion")
+        resolve_folds(fold, params)
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -445,20 +571,22 @@ def add_weight_diffusion(
                 "mode='weight_lap' (add_weight_diffusion) diffuses the parameters and needs "
                 "them: call tx.update(grads, opt_state, params)"
             )
+        _checks.same_shapes(updates, params, "add_weight_diffusion")
 
-        def diffuse(u, p):
+        def diffuse(u, p, leaf_fold):
             gate = smoothing_gate(c2, min_spatial_size, u.size)
-            if gate is False or folded_shape(u.shape) is None:
+            if gate is False or folded_shape(u.shape, leaf_fold) is None:
                 return u
             dtype = _compute_dtype(u.dtype)
             moved = p.astype(dtype) + u.astype(dtype)
             # u + c2 lap(p + u), not (p + u + c2 lap(p + u)) - p: no cancellation against p.
-            diffused = u.astype(dtype) + _cast(c2, dtype) * periodic_laplacian(moved, stencil, impl)
+            lap = periodic_laplacian(moved, stencil, impl, leaf_fold)
+            diffused = u.astype(dtype) + _cast(c2, dtype) * lap
             if gate is not True:
                 diffused = jnp.where(gate, diffused, u.astype(dtype))
             return diffused.astype(u.dtype)
 
-        return jax.tree.map(diffuse, updates, params), state
+        return map_with_folds(diffuse, resolve_folds(fold, params), updates, params), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -470,22 +598,27 @@ def scale_by_ladagrad(
     min_spatial_size: int = 16,
     *,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Rescales updates by the root of a Laplacian-smoothed sum of squared gradients.
 
     .. math::
 
-      s_t = s_{t-1} + g_t^2, \\quad
+      s_t = s_{t-1} + |g_t|^2, \\quad
       u_t = g_t / (\\sqrt{\\max(s_t + c_2 \\Delta s_t, 0)} + \\epsilon)
 
-    The accumulator starts at zero, as in PyTorch (``optax.adagrad`` starts at 0.1).
+    The accumulator starts at zero, as in PyTorch (``optax.adagrad`` starts at 0.1). A static
+    ``c2`` above 0.3 (9-point; 0.25 for 5-point), where the smoothed sum can go negative,
+    warns at construction.
 
     Args:
       eps: added to the root of the accumulator.
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdaGradState`.
@@ -502,22 +635,27 @@ def scale_by_ladagrad(
     References:
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdaGrad``.
     """
-    _check_common(eps, c2, stencil, min_spatial_size)
+    _check_common(eps, c2, stencil, min_spatial_size, fold)
+    _warn_if_unstable(c2, "variance_lap", stencil)
     impl = resolve_implementation(laplacian_impl)
 
     def init_fn(params):
-        return ScaleByLAdaGradState(sum_of_squares=optax.tree.zeros_like(params))
+        _checks.inexact_leaves(params, "scale_by_ladagrad")
+        resolve_folds(fold, params)
+        return ScaleByLAdaGradState(sum_of_squares=_zeros_real(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        _checks.same_shapes(updates, state.sum_of_squares, "scale_by_ladagrad")
 
         def accumulate(g, s):
-            g = g.astype(_compute_dtype(g.dtype))
-            return (s.astype(g.dtype) + g * g).astype(s.dtype)
+            g2 = _abs_sq(_as(g, _compute_dtype(g.dtype)))
+            return _as(lax.add(_as(s, g2.dtype), g2), s.dtype)
 
         sum_of_squares = jax.tree.map(accumulate, updates, state.sum_of_squares)
-        updates = jax.tree.map(
-            lambda g, s: _rescale(g, s, eps, c2, stencil, min_spatial_size, impl),
+        updates = map_with_folds(
+            lambda g, s, f: _rescale(g, s, eps, c2, stencil, min_spatial_size, impl, f),
+            _folds_for(fold, updates, params),
             updates,
             sum_of_squares,
         )
@@ -526,13 +664,14 @@ def scale_by_ladagrad(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _rescale(g, second_moment, eps, c2, stencil, min_spatial_size, impl):
+def _rescale(g, second_moment, eps, c2, stencil, min_spatial_size, impl, fold):
     """``g / (sqrt(max(s + c2 lap s, 0)) + eps)``, the shared step of LAdaGrad and LRMSProp."""
     dtype = _compute_dtype(g.dtype)
+    real = _real_dtype(dtype)
     gate = smoothing_gate(c2, min_spatial_size, g.size)
-    smoothed = smooth(_as(second_moment, dtype), c2, gate, stencil, impl, floor=0.0)
-    u = lax.div(_as(g, dtype), lax.add(lax.sqrt(smoothed), _cast(eps, dtype)))
-    return _as(u, g.dtype)
+    smoothed = smooth(_as(second_moment, real), c2, gate, stencil, impl, fold, floor=0.0)
+    root = lax.add(lax.sqrt(smoothed), _cast(eps, real))
+    return _as(lax.div(_as(g, dtype), _as(root, dtype)), g.dtype)
 
 
 def scale_by_lrmsprop(
@@ -543,15 +682,18 @@ def scale_by_lrmsprop(
     min_spatial_size: int = 16,
     *,
     laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Rescales updates by the root of a Laplacian-smoothed EMA of squared gradients.
 
     .. math::
 
-      \\nu_t = d\\, \\nu_{t-1} + (1 - d) g_t^2, \\quad
+      \\nu_t = d\\, \\nu_{t-1} + (1 - d) |g_t|^2, \\quad
       u_t = g_t / (\\sqrt{\\max(\\nu_t + c_2 \\Delta \\nu_t, 0)} + \\epsilon)
 
-    ``eps`` is added outside the root, as in PyTorch's RMSprop.
+    ``eps`` is added outside the root, as in PyTorch's RMSprop. A static ``c2`` above 0.3
+    (9-point; 0.25 for 5-point), where the smoothed average can go negative, warns at
+    construction.
 
     Args:
       decay: EMA decay ``d`` (PyTorch's ``alpha``), in [0, 1).
@@ -559,7 +701,9 @@ def scale_by_lrmsprop(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"padded"`` or ``"conv"``. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLRMSPropState`.
@@ -577,18 +721,24 @@ def scale_by_lrmsprop(
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LRMSProp``.
     """
     _checks.unit_interval("decay", decay)
-    _check_common(eps, c2, stencil, min_spatial_size)
+    _check_common(eps, c2, stencil, min_spatial_size, fold)
+    _warn_if_unstable(c2, "variance_lap", stencil)
     impl = resolve_implementation(laplacian_impl)
 
     def init_fn(params):
-        return ScaleByLRMSPropState(nu=optax.tree.zeros_like(params))
+        _checks.inexact_leaves(params, "scale_by_lrmsprop")
+        resolve_folds(fold, params)
+        return ScaleByLRMSPropState(nu=_zeros_real(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-
+        del extra_args
+        _checks.same_shapes(updates, state.nu, "scale_by_lrmsprop")
         nu = jax.tree.map(lambda g, v: _ema(g, v, decay, True), updates, state.nu)
-        updates = jax.tree.map(
-            lambda g, v: _rescale(g, v, eps, c2, stencil, min_spatial_size, impl), updates, nu
+        updates = map_with_folds(
+            lambda g, v, f: _rescale(g, v, eps, c2, stencil, min_spatial_size, impl, f),
+            _folds_for(fold, updates, params),
+            updates,
+            nu,
         )
         return updates, ScaleByLRMSPropState(nu=nu)
 

@@ -419,22 +419,25 @@ def test_public_signatures_match_the_spec():
     wave = "wave_dt=0.1, wave_kappa=0.1, wave_E0=0.0, wave_damping=0.5, "
     expected = {
         "scale_by_ladam": "(b1=0.9, b2=0.999, eps=1e-08, c2=0.0001, mode='variance_lap', "
-        f"stencil='9point', min_spatial_size=16, mu_dtype=None, *, {wave}laplacian_impl='auto')",
+        f"stencil='9point', min_spatial_size=16, mu_dtype=None, *, {wave}laplacian_impl='auto', "
+        "fold=None)",
         "ladam": "(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0, "
         "c2=0.0001, mode='variance_lap', stencil='9point', min_spatial_size=16, mu_dtype=None, "
-        f"*, {wave}laplacian_impl='auto')",
+        f"*, {wave}laplacian_impl='auto', fold=None)",
         "ladamw": "(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0001, "
         "c2=0.0001, mode='variance_lap', stencil='9point', min_spatial_size=16, mu_dtype=None, "
-        f"mask=None, *, {wave}laplacian_impl='auto')",
+        f"mask=None, *, {wave}laplacian_impl='auto', fold=None)",
         "scale_by_ladagrad": "(eps=1e-10, c2=0.0001, stencil='9point', min_spatial_size=16, *, "
-        "laplacian_impl='auto')",
+        "laplacian_impl='auto', fold=None)",
         "ladagrad": "(learning_rate=0.01, lr_decay=0.0, eps=1e-10, weight_decay=0.0, c2=0.0001, "
-        "stencil='9point', min_spatial_size=16, *, laplacian_impl='auto')",
+        "stencil='9point', min_spatial_size=16, *, laplacian_impl='auto', fold=None)",
         "scale_by_lrmsprop": "(decay=0.99, eps=1e-08, c2=0.0001, stencil='9point', "
-        "min_spatial_size=16, *, laplacian_impl='auto')",
+        "min_spatial_size=16, *, laplacian_impl='auto', fold=None)",
         "lrmsprop": "(learning_rate=0.01, decay=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, "
-        "c2=0.0001, stencil='9point', min_spatial_size=16, *, laplacian_impl='auto')",
-        "laplacian": "(x, stencil='9point', *, impl='auto')",
+        "c2=0.0001, stencil='9point', min_spatial_size=16, *, laplacian_impl='auto', fold=None)",
+        "laplacian": "(x, stencil='9point', *, impl='auto', fold=None)",
+        "add_weight_diffusion": "(c2=0.0001, stencil='9point', min_spatial_size=16, *, "
+        "laplacian_impl='auto', fold=None)",
         "suggest_c2": "(architecture='auto')",
         "chi_anneal_schedule": "(peak_value, total_steps, warmup_frac=0.05, settle_frac=0.3)",
         "laplacian_smoothing": "(sigma=1.0, layerwise=True, min_numel=4)",

@@ -74,6 +74,11 @@ LADAM_CASES = list(
 )
 
 
+# Parity holds beyond the stability limits too (update_lap at 0.2 warns at construction).
+BEYOND_LIMIT = pytest.mark.filterwarnings("ignore:c2=0.2 is above:UserWarning")
+
+
+@BEYOND_LIMIT
 @pytest.mark.parametrize(("mode", "stencil", "c2", "weight_decay"), LADAM_CASES)
 def test_ladam_matches_ladam_0_2_0(mode, stencil, c2, weight_decay):
     reference = load_reference("0.2.0")
@@ -83,6 +88,7 @@ def test_ladam_matches_ladam_0_2_0(mode, stencil, c2, weight_decay):
     _assert_same_trajectory(ours, expected)
 
 
+@BEYOND_LIMIT
 @pytest.mark.parametrize(
     ("mode", "c2", "weight_decay"),
     list(itertools.product(("variance_lap", "update_lap", "weight_lap"), C2_VALUES, (0.0, 0.1))),

@@ -1,0 +1,215 @@
+"""Per-leaf folds: which axes of each parameter form the field the Laplacian smooths.
+
+``fold=`` of every smoothing transformation takes ``None`` (the PyTorch ``ladam`` package's
+rule for every leaf), a pytree shaped like the parameters whose leaves are
+:class:`~ladam_optax.Fold` or ``None``, or a callable that returns one from the parameters
+(as ``optax.masked`` takes its mask). :func:`torch_folds` is the callable that gives each Flax
+leaf the field the same PyTorch layer's weight has.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from ladam_optax._laplacian import Fold, check_fold
+
+FoldSpec = Any
+"""``None``, a pytree of :class:`Fold` / ``None`` leaves shaped like the params, or a callable
+of the params returning one."""
+
+
+_VARIABLE_ATTRIBUTES = ("value", "raw_value")
+
+
+def path_names(path: tuple) -> tuple[str, ...]:
+    """The names along a pytree path; the trailing ``.value`` of an ``nnx.Variable`` is dropped."""
+    if path and isinstance(path[-1], jax.tree_util.GetAttrKey):
+        if path[-1].name in _VARIABLE_ATTRIBUTES:
+            path = path[:-1]
+    names = []
+    for entry in path:
+        if isinstance(entry, jax.tree_util.DictKey):
+            names.append(str(entry.key))
+        elif isinstance(entry, jax.tree_util.GetAttrKey):
+            names.append(entry.name)
+        elif isinstance(entry, jax.tree_util.SequenceKey):
+            names.append(str(entry.idx))
+        elif isinstance(entry, jax.tree_util.FlattenedIndexKey):
+            names.append(str(entry.key))
+        else:
+            names.append(str(entry))
+    return tuple(names)
+
+
+def _is_masked(x: Any) -> bool:
+    return isinstance(x, optax.MaskedNode)
+
+
+def _variable_type() -> type | None:
+    """``flax.nnx.Variable`` if flax.nnx is loaded (never imported here), else ``None``."""
+    nnx = sys.modules.get("flax.nnx")
+    return None if nnx is None else nnx.Variable
+
+
+def _flatten(tree: Any) -> tuple[list, Any, type | None]:
+    """``tree``'s (path, leaf) pairs and treedef, with ``MaskedNode`` and NNX variables as
+    leaves: ``nnx.Optimizer`` hands ``init`` a state of ``nnx.Param`` variables and ``update`` the
+    same state with plain arrays, and both must find the same folds."""
+    variable = _variable_type()
+
+    def is_leaf(x):
+        return _is_masked(x) or (variable is not None and isinstance(x, variable))
+
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
+    return with_paths, treedef, variable
+
+
+def _unwrap(x: Any, variable: type | None) -> Any:
+    """The value inside an NNX variable; anything else as it is."""
+    if variable is not None and isinstance(x, variable):
+        return x.get_value() if hasattr(x, "get_value") else x.value
+    return x
+
+
+def check_fold_spec(fold: FoldSpec) -> None:
+    """Raises ``TypeError`` for a ``fold=`` argument that cannot be a fold spec at all (checked
+    at construction; the per-leaf checks come at ``init``, when the params are known)."""
+    if fold is None or callable(fold) or isinstance(fold, Fold):
+        return
+    leaves = jax.tree.leaves(fold, is_leaf=lambda x: isinstance(x, Fold))
+    for leaf in leaves:
+        if not isinstance(leaf, Fold):
+            raise TypeError(
+                "fold must be None, a pytree shaped like the params whose leaves are "
+                "ladam_optax.Fold or None, or a callable returning one (e.g. "
+                f"ladam_optax.torch_folds); found a leaf {leaf!r}"
+            )
+
+
+def resolve_folds(fold: FoldSpec, tree: Any) -> list[Fold | None]:
+    """The checked fold of every array leaf of ``tree`` (in ``jax.tree.leaves`` order).
+
+    ``None`` stands for the reference's rule. Leaves masked out by an enclosing
+    ``optax.masked`` / ``optax.partition`` (``optax.MaskedNode``) are skipped, whatever the spec
+    holds there. Raises ``ValueError`` naming the leaf's path for a fold that does not fit its
+    leaf, or when the spec is not shaped like ``tree``.
+    """
+    if fold is None:
+        return [None] * len(jax.tree.leaves(tree))
+    spec = fold(tree) if callable(fold) else fold
+    with_paths, treedef, variable = _flatten(tree)
+    try:
+        specs = treedef.flatten_up_to(spec)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "fold must be shaped like the params (a pytree with a Fold or None for each leaf), "
+            f"or a callable returning such a tree; it does not match: {error}"
+        ) from None
+    folds = []
+    for (path, leaf), leaf_fold in zip(with_paths, specs, strict=True):
+        if _is_masked(leaf):
+            continue
+        leaf, leaf_fold = _unwrap(leaf, variable), _unwrap(leaf_fold, variable)
+        if leaf_fold is None:
+            folds.append(None)
+            continue
+        where = jax.tree_util.keystr(path)
+        folds.append(check_fold(leaf_fold, len(jax.numpy.shape(leaf)), where))
+    return folds
+
+
+def map_with_folds(fn: Callable, folds: list[Fold | None], tree: Any, *rest: Any) -> Any:
+    """``jax.tree.map(fn, tree, *rest)`` with each leaf's fold as ``fn``'s last argument."""
+    leaves, treedef = jax.tree.flatten(tree)
+    columns = [treedef.flatten_up_to(r) for r in rest]
+    results = [fn(*args) for args in zip(leaves, *columns, folds, strict=True)]
+    return treedef.unflatten(results)
+
+
+def torch_folds(params: Any) -> Any:
+    """The folds that give each Flax leaf the field its PyTorch layer's weight is smoothed as.
+
+    The PyTorch ``ladam`` package folds a weight as ``(shape[0], prod(shape[1:]))``, and
+    PyTorch's layouts put the output units first. Flax's do not. For Flax Dense kernels
+    ``(in, out)``, attention query/key/value kernels ``(in, heads, head_dim)`` and Embed the
+    default field is the PyTorch one transposed, and both stencils are transpose-symmetric, so
+    those leaves get ``None`` (the default). The rules, from each leaf's path and shape:
+
+    - a convolution kernel (``ndim >= 3``, not under a ``MultiHeadAttention``), Flax
+      ``(*spatial, in, out)`` as PyTorch ``(out, in, *spatial)``:
+      ``Fold(rows=(n-1,), cols=(n-2, 0, ..., n-3))``;
+    - a ``MultiHeadAttention`` ``out`` kernel (a sibling of ``query``), ``(heads, head_dim,
+      out)`` as PyTorch's ``out_proj`` ``(out, heads * head_dim)``: rows the last axis, columns
+      the head axes;
+    - a ``query``/``key``/``value`` bias ``(heads, head_dim)``, PyTorch's ``(heads * head_dim,)``
+      slice of ``in_proj_bias``: a periodic line, ``Fold(rows=(0, 1), cols=())``;
+    - everything else: ``None``.
+
+    Layers it cannot know from a path: ``ConvTranspose`` (its PyTorch kernel is
+    ``(in, out, *spatial)`` and flipped, and its Flax kernel looks like a ``Conv``'s, so it gets
+    the conv rule: pass a tree with its own fold), and recurrent cells (PyTorch stacks an
+    LSTM's four gates into one ``(4 * hidden, in)`` weight, Flax keeps one Dense per gate, so
+    no fold of a Flax leaf gives PyTorch's field).
+
+    Args:
+      params: the parameters: ``nnx.state(model, nnx.Param)`` (with or without the ``.value``
+        path entries of its variables), a Linen ``variables["params"]`` dict, or the updates
+        an optimizer sees. Only paths and shapes are read, so abstract or traced arrays work.
+
+    Returns:
+      A pytree shaped like ``params`` with a :class:`Fold` or ``None`` at every leaf (``None``
+      too where a leaf is not trained: masked out, integer, or an NNX variable that is not a
+      ``Param``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import ladam_optax
+      >>> params = {"Conv_0": {"kernel": jnp.zeros((3, 3, 4, 8)), "bias": jnp.zeros(8)}}
+      >>> ladam_optax.torch_folds(params)
+      {'Conv_0': {'bias': None, 'kernel': Fold(rows=(3,), cols=(2, 0, 1))}}
+      >>> tx = ladam_optax.ladam(1e-3, c2=0.1, fold=ladam_optax.torch_folds)
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdam._laplacian`` (its ``(shape[0], -1)`` fold).
+    """
+    with_paths, treedef, variable = _flatten(params)
+    nnx = sys.modules.get("flax.nnx")
+    entries = []  # (names, shape), shape None where the leaf is not trained
+    for path, leaf in with_paths:
+        names = tuple(n.lower() for n in path_names(path))
+        trained = not _is_masked(leaf) and not (
+            variable is not None and isinstance(leaf, variable) and not isinstance(leaf, nnx.Param)
+        )
+        value = _unwrap(leaf, variable)
+        if trained and hasattr(value, "shape") and jax.numpy.issubdtype(value.dtype, np.inexact):
+            entries.append((names, tuple(value.shape)))
+        else:
+            entries.append((names, None))
+    # Flax's MultiHeadAttention names its projections query/key/value/out.
+    attention = {names[:-2] for names, _ in entries if len(names) >= 2 and names[-2] == "query"}
+    folds = [
+        leaf
+        if _is_masked(leaf)
+        else (None if shape is None else _torch_fold(names, shape, attention))
+        for (names, shape), (_, leaf) in zip(entries, with_paths, strict=True)
+    ]
+    return treedef.unflatten(folds)
+
+
+def _torch_fold(names: tuple[str, ...], shape: tuple[int, ...], attention: set) -> Fold | None:
+    n = len(shape)
+    leaf = names[-1] if names else ""
+    in_attention = len(names) >= 2 and names[:-2] in attention
+    if in_attention and names[-2] == "out" and leaf == "kernel" and n >= 3:
+        return Fold(rows=(n - 1,), cols=tuple(range(n - 1)))
+    if in_attention and names[-2] in ("query", "key", "value") and leaf == "bias" and n >= 2:
+        return Fold(rows=tuple(range(n)), cols=())
+    if leaf == "kernel" and n >= 3 and not in_attention:
+        return Fold(rows=(n - 1,), cols=(n - 2, *range(n - 2)))
+    return None
