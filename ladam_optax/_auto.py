@@ -13,7 +13,7 @@ import optax
 
 from ladam_optax import _checks
 from ladam_optax._alias import ScalarOrSchedule, ladamw
-from ladam_optax._folds import path_names
+from ladam_optax._folds import FoldSpec, path_names, torch_folds
 from ladam_optax._schedules import chi_anneal_schedule
 
 _C2_BY_ARCHITECTURE = {
@@ -256,6 +256,8 @@ def auto_configure(
     learning_rate: ScalarOrSchedule = 1e-3,
     total_steps: int | None = None,
     weight_decay: float = 0.0,
+    *,
+    fold: FoldSpec = torch_folds,
 ) -> optax.GradientTransformationExtraArgs:
     """LAdamW with the recommended c2 per parameter category, as ``ladam.auto.auto_configure``.
 
@@ -273,6 +275,9 @@ def auto_configure(
         or an optax schedule.
       total_steps: the length of training for the chi-anneal schedule, or ``None`` for none.
       weight_decay: decoupled weight decay, applied to every leaf as in the reference.
+      fold: the per-leaf fields (see :func:`ladam`); by default :func:`torch_folds`, so that
+        each Flax layer is smoothed on the field PyTorch's LAdam gives the same layer.
+        ``None`` keeps the reference's ``(shape[0], -1)`` rule for every leaf.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
@@ -299,7 +304,7 @@ def auto_configure(
             )
         learning_rate = chi_anneal_schedule(learning_rate, total_steps)
     transforms = {
-        _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2)
+        _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2, fold=fold)
         for c2 in sorted(set(C2_BY_CATEGORY.values()))
     }
     return optax.partition(transforms, _c2_labels)

@@ -143,6 +143,43 @@ def load_reference(version: str) -> types.ModuleType:
     return module
 
 
+def torch_trajectory(optimizer_class, kwargs: dict, start: dict, noises: list[dict]) -> list:
+    """The PyTorch reference's parameters after each step, from ``start`` (a flat dict of NumPy
+    arrays), with gradients ``noise_t + p_t`` (``noises`` in the same layout)."""
+    torch = require_torch()
+    params = {k: torch.tensor(np.array(v)) for k, v in start.items()}
+    for p in params.values():
+        p.requires_grad_(True)
+    optimizer = optimizer_class(list(params.values()), **kwargs)
+    trajectory = []
+    for noise in noises:
+        for k, p in params.items():
+            p.grad = torch.tensor(noise[k] + p.detach().numpy())
+        optimizer.step()
+        trajectory.append({k: p.detach().numpy().copy() for k, p in params.items()})
+    return trajectory
+
+
+def jax_trajectory(tx, start, noises: list) -> list:
+    """``tx``'s parameters after each jitted step from ``start`` (any pytree), with gradients
+    ``noise_t + p_t``, as NumPy trees."""
+    import optax
+
+    @jax.jit
+    def step(noise, state, params):
+        grads = jax.tree.map(lambda n, p: n + p, noise, params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params = jax.tree.map(jnp.asarray, start)
+    state = tx.init(params)
+    trajectory = []
+    for noise in noises:
+        params, state = step(jax.tree.map(jnp.asarray, noise), state, params)
+        trajectory.append(jax.tree.map(np.asarray, params))
+    return trajectory
+
+
 def checkpoint_resume(tx, params, grads: list, directory, abstract_state=None, split: int = 3):
     """Runs ``len(grads)`` steps straight, and again with an Orbax save/restore after ``split``.
 

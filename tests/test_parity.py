@@ -2,6 +2,7 @@
 
 Both sides see the same gradients, ``g_t = noise_t + p_t`` (so a parameter that drifts changes
 its later gradients), on a tree of every leaf kind the Laplacian distinguishes, for 20 steps.
+Parity per layer of a Flax model is in test_model_parity.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import AWKWARD_SHAPES, load_reference, random_tree, require_torch
+from helpers import (
+    AWKWARD_SHAPES,
+    jax_trajectory,
+    load_reference,
+    random_tree,
+    require_torch,
+    torch_trajectory,
+)
 
 import ladam_optax
 
@@ -21,42 +29,17 @@ STEPS = 20
 C2_VALUES = (1e-4, 0.2)  # barely smoothing, and strong enough to hit the clamps
 
 
-def _gradients(step: int, params: dict, dtype=np.float32) -> dict:
-    noise = random_tree(AWKWARD_SHAPES, seed=1000 + step, dtype=dtype)
-    return {k: noise[k] + np.asarray(params[k], dtype) for k in AWKWARD_SHAPES}
+def _noises(dtype=np.float32) -> list[dict]:
+    return [random_tree(AWKWARD_SHAPES, seed=1000 + step, dtype=dtype) for step in range(STEPS)]
 
 
 def _torch_trajectory(optimizer_class, kwargs: dict, dtype=np.float32) -> list[dict]:
-    torch = require_torch()
-    params = {k: torch.tensor(v) for k, v in random_tree(AWKWARD_SHAPES, 0, dtype).items()}
-    for p in params.values():
-        p.requires_grad_(True)
-    optimizer = optimizer_class(list(params.values()), **kwargs)
-    trajectory = []
-    for step in range(STEPS):
-        grads = _gradients(step, {k: p.detach().numpy() for k, p in params.items()}, dtype)
-        for k, p in params.items():
-            p.grad = torch.tensor(grads[k])
-        optimizer.step()
-        trajectory.append({k: p.detach().numpy().copy() for k, p in params.items()})
-    return trajectory
+    start = random_tree(AWKWARD_SHAPES, 0, dtype)
+    return torch_trajectory(optimizer_class, kwargs, start, _noises(dtype))
 
 
 def _jax_trajectory(tx: optax.GradientTransformation, dtype=np.float32) -> list[dict]:
-    params = {k: jnp.asarray(v) for k, v in random_tree(AWKWARD_SHAPES, 0, dtype).items()}
-    state = tx.init(params)
-
-    @jax.jit
-    def step_fn(grads, state, params):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    trajectory = []
-    for step in range(STEPS):
-        grads = jax.tree.map(jnp.asarray, _gradients(step, params, dtype))
-        params, state = step_fn(grads, state, params)
-        trajectory.append({k: np.asarray(v) for k, v in params.items()})
-    return trajectory
+    return jax_trajectory(tx, random_tree(AWKWARD_SHAPES, 0, dtype), _noises(dtype))
 
 
 def _assert_same_trajectory(ours, reference, rtol=1e-5, atol=1e-6) -> None:
