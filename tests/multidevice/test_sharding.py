@@ -21,6 +21,8 @@ from jax.sharding import PartitionSpec as P
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import OPTIMIZERS_UNDER_TEST, build, checkpoint_resume
 
+import ladam_optax
+
 NAMES = list(OPTIMIZERS_UNDER_TEST)
 LEAVES = {
     "both": ((64, 128), P("data", "model")),
@@ -218,3 +220,69 @@ def test_sharded_training_example(tmp_path, capsys):
     assert (tmp_path / "checkpoint").is_dir()
     out = capsys.readouterr().out
     assert "saved and restored" in out and "first moment P(None, 'model')" in out
+
+
+# Flax-named leaves that torch_folds folds: a conv kernel sharded on its output axis, an
+# attention out kernel and a query bias sharded on heads (and a query kernel beside them).
+FOLDED_LEAVES = {
+    ("Conv_0", "kernel"): ((3, 3, 16, 32), P(None, None, None, "model")),
+    ("attention", "query", "kernel"): ((64, 8, 16), P(None, "model", None)),
+    ("attention", "query", "bias"): ((8, 16), P("model", None)),
+    ("attention", "out", "kernel"): ((8, 16, 64), P("model", None, None)),
+}
+
+
+def _nested(values: dict) -> dict:
+    tree: dict = {}
+    for path, value in values.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _folded_tree(seed, mesh=None):
+    key = jax.random.key(seed)
+    values = {}
+    for i, (path, (shape, spec)) in enumerate(FOLDED_LEAVES.items()):
+        x = jax.random.normal(jax.random.fold_in(key, i), shape)
+        values[path] = x if mesh is None else jax.device_put(x, NamedSharding(mesh, spec))
+    return _nested(values)
+
+
+def _flat_by_path(tree) -> dict:
+    return {
+        tuple(p.key for p in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_folds_sharded_equal_unsharded_halos_only(name):
+    mesh = _mesh()
+    tx = build(name, fold=ladam_optax.torch_folds)
+    step = _step_fn(tx)
+
+    def run(mesh):
+        params = _folded_tree(0, mesh)
+        state = tx.init(params)
+        for seed in range(1, STEPS + 1):
+            state, params, updates = step(_folded_tree(seed, mesh), state, params)
+        return state, params, updates
+
+    state, params, updates = run(mesh)
+    _, expected, _ = run(None)
+    got, want, moved = _flat_by_path(params), _flat_by_path(expected), _flat_by_path(updates)
+    for path, (_, spec) in FOLDED_LEAVES.items():
+        np.testing.assert_allclose(got[path], want[path], rtol=2e-5, atol=1e-6, err_msg=str(path))
+        assert _same_sharding(got[path], spec) and _same_sharding(moved[path], spec), path
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        keys = tuple(p.key for p in path if isinstance(p, jax.tree_util.DictKey))
+        if leaf.ndim and keys in FOLDED_LEAVES:
+            assert _same_sharding(leaf, FOLDED_LEAVES[keys][1]), jax.tree_util.keystr(path)
+    params, grads = _folded_tree(0, mesh), _folded_tree(1, mesh)
+    text = step.lower(grads, tx.init(params), params).compile().as_text()
+    kinds = [m.group(2) for m in COLLECTIVE.finditer(text)]
+    assert "all-gather" not in kinds and "all-to-all" not in kinds
+    assert "collective-permute" in kinds
