@@ -48,6 +48,19 @@ def _adam_like(
     return optax.chain(*links)
 
 
+def _coupled_decay(weight_decay: Any) -> optax.GradientTransformation:
+    """``optax.add_decayed_weights`` that first names a gradient leaf shaped unlike its
+    parameter (it comes first in the chain, so the moments' own check would come too late)."""
+    inner = optax.add_decayed_weights(weight_decay)
+
+    def update_fn(updates, state, params=None):
+        if params is not None:
+            _checks.same_shapes(updates, params, "weight_decay")
+        return inner.update(updates, state, params)
+
+    return optax.GradientTransformation(inner.init, update_fn)
+
+
 def ladam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float = 0.9,
@@ -125,9 +138,7 @@ def ladam(
       S. Osher et al., Laplacian smoothing gradient descent, 2018, arXiv:1806.06317.
     """
     _checks.non_negative("weight_decay", weight_decay)
-    decay = (
-        None if _checks.is_static_zero(weight_decay) else optax.add_decayed_weights(weight_decay)
-    )
+    decay = None if _checks.is_static_zero(weight_decay) else _coupled_decay(weight_decay)
     return _adam_like(
         learning_rate=learning_rate,
         moments=dict(
@@ -288,7 +299,7 @@ def ladagrad(
         optax.scale_by_learning_rate(learning_rate),
     ]
     if not _checks.is_static_zero(weight_decay):
-        links.insert(0, optax.add_decayed_weights(weight_decay))
+        links.insert(0, _coupled_decay(weight_decay))
     return optax.chain(*links)
 
 
@@ -372,5 +383,5 @@ def lrmsprop(
         links.append(optax.trace(decay=momentum))
     links.append(optax.scale_by_learning_rate(learning_rate))
     if not _checks.is_static_zero(weight_decay):
-        links.insert(0, optax.add_decayed_weights(weight_decay))
+        links.insert(0, _coupled_decay(weight_decay))
     return optax.chain(*links)

@@ -128,7 +128,7 @@ def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
         if jnp.shape(u) != jnp.shape(s):
             raise ValueError(
                 f"{who}: the update at {jax.tree_util.keystr(path)} has shape {jnp.shape(u)}, "
-                f"but its parameter (the state's leaf) has shape {jnp.shape(s)}"
+                f"but its parameter has shape {jnp.shape(s)}"
             )
 
 

@@ -141,20 +141,31 @@ def folded_shape(shape: tuple[int, ...], fold: Fold | None = None) -> tuple[int,
     return field if min(field) >= 3 else None
 
 
-def resolve_implementation(impl: str) -> str:
-    """Maps ``"auto"`` to the implementation measured best for the setting.
+def resolve_implementation(impl: str, x: jax.Array) -> str:
+    """The implementation ``impl`` stands for on the leaf ``x`` (at trace time).
 
-    ``"slices"`` on a single device: the fastest by a wide margin on CPU (README,
-    Performance); a one-channel convolution also wastes the matrix units of GPUs and TPUs, so
-    it is the default on every backend until a measurement there says otherwise.
-    ``"shifts"`` when several devices are present (``jax.device_count() > 1``): parameters are
-    then usually sharded, and it is the form that XLA's SPMD partitioner turns into halo
-    exchanges only, with no all-gather (README, Multi-device and TPU).
+    ``"auto"`` picks, per leaf, the fastest form known to partition with halo exchanges only
+    (measured on 8 simulated devices, docs' multi-device page):
+
+    - one device: ``"slices"``, the fastest by a wide margin on CPU; a one-channel convolution
+      also wastes the matrix units of GPUs and TPUs, so it is the default on every backend
+      until a measurement there says otherwise;
+    - several devices, Explicit mesh axes: ``"slices"`` for a leaf whose sharding shards no
+      axis (replicated, as in plain data parallelism), ``"shifts"`` otherwise;
+    - several devices, Auto axes (the sharding is not known while tracing): ``"slices"`` for
+      1-D leaves, which it partitions with the same collective-permutes as ``"shifts"``;
+      ``"shifts"`` for every other leaf, where the ``"slices"`` form made XLA all-gather
+      sharded leaves. Data-parallel training with replicated parameters on Auto axes should
+      pass ``laplacian_impl="slices"`` (half the cost of ``"shifts"``).
     """
-    check_implementation(impl)
     if impl != "auto":
         return impl
-    return "shifts" if jax.device_count() > 1 else "slices"
+    if jax.device_count() == 1:
+        return "slices"
+    if _explicitly_sharded():
+        spec = jax.typeof(x).sharding.spec
+        return "slices" if all(axis is None for axis in spec) else "shifts"
+    return "slices" if x.ndim == 1 else "shifts"
 
 
 def _explicitly_sharded() -> bool:
@@ -429,7 +440,8 @@ def laplacian(
         halo exchanges),
         ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
         ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (``"slices"`` on one
-        device, ``"shifts"`` on several; see :func:`resolve_implementation`). All give the
+        device; on several, per leaf, the fastest form that partitions with halo exchanges
+        only: see :func:`resolve_implementation`). All give the
         same numbers to float rounding. Static.
       fold: a :class:`Fold` naming the axes of the field's rows and columns, or ``None`` for
         the reference's ``(shape[0], prod(shape[1:]))``. Static.
@@ -466,7 +478,7 @@ def laplacian(
             "e.g. x.astype(jnp.float32)"
         )
     fold = None if fold is None else check_fold(fold, x.ndim)
-    return periodic_laplacian(x, stencil, resolve_implementation(impl), fold)
+    return periodic_laplacian(x, stencil, check_implementation(impl), fold)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -475,14 +487,15 @@ def periodic_laplacian(
 ) -> jax.Array:
     """:func:`laplacian` without the checks, for use inside a traced update.
 
-    ``stencil`` must be valid, ``impl`` resolved (not ``"auto"``) and ``fold`` checked
-    (:func:`check_fold`) or ``None``. Jitted, so that an update traces and lowers the stencil
-    once per leaf shape, dtype and fold, however many leaves share them (the blocks of a deep
-    model do).
+    ``stencil`` and ``impl`` must be valid (``"auto"`` is resolved here, per leaf: see
+    :func:`resolve_implementation`) and ``fold`` checked (:func:`check_fold`) or ``None``.
+    Jitted, so that an update traces and lowers the stencil once per leaf shape, dtype and
+    fold, however many leaves share them (the blocks of a deep model do).
     """
     field_shape = folded_shape(x.shape, fold)
     if field_shape is None:
         return jnp.zeros_like(x)
+    impl = resolve_implementation(impl, x)
     fold = fold or default_fold(x.ndim)
     order = fold.rows + fold.cols
     moved = order != tuple(range(x.ndim))

@@ -52,7 +52,8 @@ def laplacian_smoothing(
       sigma: smoothing strength, >= 0 (0 is the identity).
       layerwise: smooth each leaf separately (True) or everything as one vector. Static.
       min_numel: with ``layerwise``, leaves of at most this many elements are left alone.
-        Static.
+        Static when a Python int; traced (``optax.inject_hyperparams``), every leaf is
+        transformed and the small ones selected back.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an empty state.
@@ -73,8 +74,20 @@ def laplacian_smoothing(
     _checks.non_negative("sigma", sigma)
     if not isinstance(layerwise, bool):
         raise TypeError(f"layerwise must be a bool, got {layerwise!r}")
-    if isinstance(min_numel, bool) or not isinstance(min_numel, numbers.Integral) or min_numel < 0:
+    # optax.inject_hyperparams passes min_numel as a traced integer: then the choice is a where.
+    static_min = None if isinstance(min_numel, jax.Array) else min_numel
+    if static_min is not None and (
+        isinstance(static_min, bool)
+        or not isinstance(static_min, numbers.Integral)
+        or static_min < 0
+    ):
         raise ValueError(f"min_numel must be an integer >= 0, got {min_numel!r}")
+
+    def smooth_leaf(g):
+        if static_min is not None and g.size <= static_min:
+            return g
+        smoothed = _smooth_vector(g.reshape(-1), sigma).reshape(g.shape)
+        return smoothed if static_min is not None else jnp.where(g.size > min_numel, smoothed, g)
 
     def init_fn(params):
         del params
@@ -83,17 +96,9 @@ def laplacian_smoothing(
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         if layerwise:
-            smoothed = jax.tree.map(
-                lambda g: (
-                    _smooth_vector(g.reshape(-1), sigma).reshape(g.shape)
-                    if g.size > min_numel
-                    else g
-                ),
-                updates,
-            )
-            return smoothed, state
+            return jax.tree.map(smooth_leaf, updates), state
         leaves, treedef = jax.tree.flatten(updates)
-        if not leaves:
+        if sum(g.size for g in leaves) == 0:  # nothing to smooth (an FFT of length 0 fails)
             return updates, state
         flat = jnp.concatenate([g.reshape(-1).astype(jnp.float32) for g in leaves])
         smoothed = _smooth_vector(flat, sigma)

@@ -21,10 +21,10 @@ from ladam_optax import _checks
 from ladam_optax._folds import FoldSpec, check_fold_spec, map_with_folds, resolve_folds
 from ladam_optax._laplacian import (
     Fold,
+    check_implementation,
     check_stencil,
     folded_shape,
     periodic_laplacian,
-    resolve_implementation,
 )
 
 MODES = ("variance_lap", "update_lap", "weight_lap", "wave_variance")
@@ -160,10 +160,10 @@ def smoothing_gate(c2: Any, min_spatial_size: Any, size: int) -> Gate:
     """
     c2_value = _checks.static_value(c2)
     min_value = _checks.static_value(min_spatial_size)
-    if c2_value is not None and min_value is not None:
-        return c2_value > 0 and size >= min_value
-    if c2_value == 0.0:
+    if (min_value is not None and size < min_value) or c2_value == 0.0:
         return False
+    if c2_value is not None and min_value is not None:
+        return c2_value > 0
     return (jnp.real(jnp.asarray(c2)) > 0) & (size >= jnp.real(jnp.asarray(min_spatial_size)))
 
 
@@ -398,7 +398,7 @@ def scale_by_ladam(
             "add_weight_diffusion(c2)"
         )
     _warn_if_unstable(c2, mode, stencil)
-    impl = resolve_implementation(laplacian_impl)
+    impl = check_implementation(laplacian_impl)
     mu_dtype = _checks.mu_dtype(mu_dtype)
     if mode == "wave_variance":
         wave = (wave_dt, wave_kappa, wave_E0, wave_damping)
@@ -557,7 +557,7 @@ def add_weight_diffusion(
     _checks.min_spatial_size(min_spatial_size)
     check_fold_spec(fold)
     _warn_if_unstable(c2, "weight_lap", stencil)
-    impl = resolve_implementation(laplacian_impl)
+    impl = check_implementation(laplacian_impl)
 
     def init_fn(params):
         _checks.inexact_leaves(params, "add_weight_diffusion")
@@ -637,7 +637,7 @@ def scale_by_ladagrad(
     """
     _check_common(eps, c2, stencil, min_spatial_size, fold)
     _warn_if_unstable(c2, "variance_lap", stencil)
-    impl = resolve_implementation(laplacian_impl)
+    impl = check_implementation(laplacian_impl)
 
     def init_fn(params):
         _checks.inexact_leaves(params, "scale_by_ladagrad")
@@ -723,7 +723,7 @@ def scale_by_lrmsprop(
     _checks.unit_interval("decay", decay)
     _check_common(eps, c2, stencil, min_spatial_size, fold)
     _warn_if_unstable(c2, "variance_lap", stencil)
-    impl = resolve_implementation(laplacian_impl)
+    impl = check_implementation(laplacian_impl)
 
     def init_fn(params):
         _checks.inexact_leaves(params, "scale_by_lrmsprop")
