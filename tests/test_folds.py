@@ -23,7 +23,8 @@ def fold_oracle(x: np.ndarray, fold: Fold, stencil: str) -> np.ndarray:
     order = tuple(a % max(x.ndim, 1) for a in (*fold.rows, *fold.cols))
     moved = np.transpose(x, order)
     rows = int(np.prod([x.shape[a] for a in fold.rows]))
-    field = moved.reshape((rows,) if not fold.cols else (rows, -1))
+    cols = int(np.prod([x.shape[a] for a in fold.cols]))
+    field = moved.reshape((rows,) if not fold.cols else (rows, cols))
     if field.ndim == 2:
         # oracle() folds (shape[0], -1): a 2-D field is its own fold.
         out = oracle(field, stencil)

@@ -19,7 +19,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import OPTIMIZERS_UNDER_TEST, build, checkpoint_resume
+from helpers import OPTIMIZERS_UNDER_TEST, build, checkpoint_resume, require
 
 import ladam_optax
 
@@ -286,3 +286,66 @@ def test_torch_folds_sharded_equal_unsharded_halos_only(name):
     kinds = [m.group(2) for m in COLLECTIVE.finditer(text)]
     assert "all-gather" not in kinds and "all-to-all" not in kinds
     assert "collective-permute" in kinds
+
+
+def test_auto_picks_slices_for_replicated_leaves_on_an_explicit_mesh():
+    from ladam_optax._laplacian import resolve_implementation
+
+    mesh = _mesh(AxisType.Explicit)
+    chosen = {}
+    with jax.set_mesh(mesh):
+        for spec in (P(), P("data", None), P(None, "model")):
+            x = jax.device_put(jnp.ones((16, 32)), NamedSharding(mesh, spec))
+            jax.jit(
+                lambda v, spec=spec: (
+                    chosen.setdefault(spec, resolve_implementation("auto", v)) and v
+                )
+            )(x)
+    assert chosen == {P(): "slices", P("data", None): "shifts", P(None, "model"): "shifts"}
+    auto_axes = jax.device_put(jnp.ones(64), NamedSharding(_mesh(), P("data")))
+    assert resolve_implementation("auto", auto_axes) == "slices"  # 1-D: halos either way
+    assert resolve_implementation("auto", jnp.ones((4, 4))) == "shifts"
+
+
+require("hypothesis", "for the property-based tests")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+MESH_AXES = (None, "data", "model", ("data", "model"))
+
+
+@st.composite
+def sharded_leaves(draw):
+    ndim = draw(st.integers(1, 4))
+    shape = tuple(8 * draw(st.integers(1, 3)) for _ in range(ndim))
+    spec, used = [], set()
+    for _ in range(ndim):
+        axis = draw(st.sampled_from(MESH_AXES))
+        names = set() if axis is None else set(axis if isinstance(axis, tuple) else (axis,))
+        spec.append(None if names & used else axis)
+        used |= names
+    return shape, P(*spec)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(leaf=sharded_leaves(), name=st.sampled_from(["ladam", "ladam_update_lap", "lrmsprop"]))
+def test_random_partition_specs_sharded_equal_unsharded(leaf, name):
+    shape, spec = leaf
+    mesh = _mesh()
+    tx = build(name)
+    step = _step_fn(tx)
+
+    def run(sharding):
+        tree = lambda seed: {  # noqa: E731
+            "w": jax.device_put(jax.random.normal(jax.random.key(seed), shape), sharding)
+        }
+        params = tree(0)
+        state = tx.init(params)
+        for seed in (1, 2):
+            state, params, _ = step(tree(seed), state, params)
+        return params["w"]
+
+    sharded = run(NamedSharding(mesh, spec))
+    expected = run(None)
+    np.testing.assert_allclose(np.asarray(sharded), np.asarray(expected), rtol=2e-5, atol=1e-6)
+    assert _same_sharding(sharded, spec)
