@@ -2,6 +2,7 @@
 
 from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
 from ladam_optax._auto import analyze_params, auto_configure, suggest_c2
+from ladam_optax._diagnostics import SmoothingEffect, smoothing_effect
 from ladam_optax._folds import torch_folds
 from ladam_optax._laplacian import Fold, laplacian
 from ladam_optax._reorder import compute_neuron_order, reorder_dense
@@ -26,6 +27,7 @@ __all__ = [
     "ScaleByLAdamState",
     "ScaleByLRMSPropState",
     "ScaleByWaveLAdamState",
+    "SmoothingEffect",
     "__version__",
     "add_weight_diffusion",
     "analyze_params",
@@ -42,6 +44,7 @@ __all__ = [
     "scale_by_ladagrad",
     "scale_by_ladam",
     "scale_by_lrmsprop",
+    "smoothing_effect",
     "suggest_c2",
     "torch_folds",
 ]
