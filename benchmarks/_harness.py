@@ -139,7 +139,7 @@ def in_rounds(
     order (:func:`rounds`); with ``desc``, a progress bar of that name."""
     results: dict[str, list[T]] = {name: [] for name in calls}
     orders = rounds(calls, reps)
-    for order in tqdm(orders, total=reps, desc=desc) if desc else orders:
+    for order in tqdm(orders, total=reps, desc=desc, disable=None) if desc else orders:
         for name in order:
             results[name].append(calls[name]())
     return results

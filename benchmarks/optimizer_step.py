@@ -162,7 +162,7 @@ def sweep_reps(reps: int, n: int) -> int:
 
 def sweep(reps: int) -> list[dict]:
     rows = []
-    for n in tqdm(SWEEP_SIZES, desc="sweep"):
+    for n in tqdm(SWEEP_SIZES, desc="sweep", disable=None):
         timer = Timer(random_params({"w": (n, n)}))
         runs = {"adam": timer.prepare(optax.adam(1e-3))}
         impls = IMPLS if n <= 2048 else ("slices", "padded")  # conv at 4096^2: minutes
@@ -236,7 +236,7 @@ def main(argv=None) -> dict:
     n_params = sum(x.size for x in jax.tree.leaves(params))
     timer = Timer(params)
     table = []
-    for base_name, (base_tx, variants) in tqdm(family().items(), desc="tree"):
+    for base_name, (base_tx, variants) in tqdm(family().items(), desc="tree", disable=None):
         runs = {base_name: timer.prepare(base_tx)}
         runs |= {f"l{base_name}[{impl}]": timer.prepare(tx) for impl, tx in variants.items()}
         result = interleaved(runs, args.reps)

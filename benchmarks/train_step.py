@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
         "transformer (c2=1e-4)": (transformer_problem(), 1e-4),
     }
     rows = []
-    for name, ((params, loss), c2) in tqdm(workloads.items(), desc="workloads"):
+    for name, ((params, loss), c2) in tqdm(workloads.items(), desc="workloads", disable=None):
         runs = {
             "adam": prepare(optax.adam(1e-3), params, loss),
             "ladam": prepare(ladam_optax.ladam(1e-3, c2=c2), params, loss),

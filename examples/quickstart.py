@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
 import jax.numpy as jnp
@@ -23,9 +22,6 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 import ladam_optax
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _classifier import evaluate, train_step
 
 
 class MLP(nnx.Module):
@@ -38,6 +34,26 @@ class MLP(nnx.Module):
         x = nnx.gelu(self.hidden1(x))
         x = nnx.gelu(self.hidden2(x))
         return self.out(x)
+
+
+def loss_fn(model, x, y):
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+
+@nnx.jit
+def train_step(model, optimizer, x, y):
+    """One full-batch step of ``nnx.Optimizer`` (any optax transformation, ladam included)."""
+    (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
+    optimizer.update(model, grads)
+    return loss
+
+
+@nnx.jit
+def evaluate(model, x, y):
+    """(loss, accuracy) of ``model`` on ``x, y``."""
+    loss, logits = loss_fn(model, x, y)
+    return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
 
 def load_data(seed: int):
@@ -54,7 +70,7 @@ def train(name: str, tx: optax.GradientTransformation, args, data) -> dict:
     model = MLP(nnx.Rngs(args.seed))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     start = time.perf_counter()
-    for _ in tqdm(range(args.steps), desc=f"{name:>5}", leave=False):
+    for _ in tqdm(range(args.steps), desc=f"{name:>5}", leave=False, disable=None):
         loss = train_step(model, optimizer, x_train, y_train)
     test_loss, accuracy = evaluate(model, x_test, y_test)
     return {

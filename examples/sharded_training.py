@@ -107,7 +107,7 @@ def main(argv=None) -> dict:
     checkpointer = ocp.StandardCheckpointer()
     checkpoint = args.out.resolve() / "checkpoint"
     losses = []
-    for step in tqdm(range(1, args.steps + 1), desc="train"):
+    for step in tqdm(range(1, args.steps + 1), desc="train", disable=None):
         index = rng.choice(x_all.shape[0], args.batch, replace=False)
         x = jax.device_put(x_all[index], batch_sharding)
         y = jax.device_put(y_all[index], batch_sharding)

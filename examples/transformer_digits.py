@@ -1,4 +1,4 @@
-"""The seed's transformer row: a small Flax NNX transformer on scikit-learn's digits, Adam vs LAdam.
+"""The reference's transformer row: a small Flax NNX transformer on the digits, Adam vs LAdam.
 
 Each 8x8 digit is a sequence of its 8 rows (8 pixels each), embedded to d_model 64 with a
 learned position embedding, through 2 pre-norm blocks (4-head self-attention, MLP 4x) and mean
@@ -78,7 +78,9 @@ def train(name, tx, seed, args, data) -> dict:
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     rng = np.random.default_rng(seed)
     curve, start = [], time.perf_counter()
-    for epoch in tqdm(range(1, args.epochs + 1), desc=f"seed {seed} {name}", leave=False):
+    for epoch in tqdm(
+        range(1, args.epochs + 1), desc=f"seed {seed} {name}", leave=False, disable=None
+    ):
         order = rng.permutation(len(x_train))
         for i in range(0, len(order) - args.batch + 1, args.batch):
             batch = order[i : i + args.batch]

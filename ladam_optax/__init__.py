@@ -21,6 +21,22 @@ from ladam_optax._transform import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``ladam_optax.nn`` on first use: the Flax layers, imported only when asked for."""
+    if name == "nn":
+        try:
+            import flax  # noqa: F401
+        except ImportError as error:
+            raise ImportError(
+                "ladam_optax.nn needs flax: pip install 'ladam-optax[flax]' (or pip install flax)"
+            ) from error
+        import importlib
+
+        return importlib.import_module("ladam_optax.nn")
+    raise AttributeError(f"module 'ladam_optax' has no attribute {name!r}")
+
+
 __all__ = [
     "Fold",
     "ScaleByLAdaGradState",

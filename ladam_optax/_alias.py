@@ -42,7 +42,11 @@ def _adam_like(
     else:
         scale = scale_by_ladam(**moments, c2=c2, mode=mode)
         tail = []
-    links = [scale, optax.scale_by_learning_rate(learning_rate), *tail]
+    links: list[optax.GradientTransformation] = [
+        scale,
+        optax.scale_by_learning_rate(learning_rate),
+        *tail,
+    ]
     if decay_link is not None:
         links.insert(0 if decay_before else 1, decay_link)
     return optax.chain(*links)
@@ -91,7 +95,7 @@ def ladam(
     with Adam's bias-corrected moments :math:`\\hat m_t, \\hat v_t` of :math:`\\tilde g_t`
     (``mode="variance_lap"``, the default). ``mode="update_lap"`` smooths the Adam direction
     instead, and ``mode="weight_lap"`` takes the Adam step and then diffuses the parameters,
-    :math:`p_{t+1} = p' + c_2 \\Delta p'`. ``weight_decay`` is the seed's *coupled* L2 penalty
+    :math:`p_{t+1} = p' + c_2 \\Delta p'`. ``weight_decay`` is the coupled L2 penalty of 0.2.0
     (added to the gradient before the moments); for decoupled decay use :func:`ladamw`.
     With ``c2=0`` this is exactly ``optax.adam`` (PyTorch's eps convention).
 
@@ -368,7 +372,7 @@ def lrmsprop(
     _checks.learning_rate(learning_rate)
     _checks.non_negative("weight_decay", weight_decay)
     _checks.unit_interval("momentum", momentum)
-    links = [
+    links: list[optax.GradientTransformation] = [
         scale_by_lrmsprop(
             decay=decay,
             eps=eps,

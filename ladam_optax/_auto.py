@@ -86,7 +86,7 @@ def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | 
     leaves = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_variable)[0]
     named = []
     for path, leaf in leaves:
-        if is_variable is not None and is_variable(leaf):
+        if nnx is not None and isinstance(leaf, nnx.Variable):
             if not isinstance(leaf, nnx.Param):
                 named.append((path_names(path), None))
                 continue
@@ -210,7 +210,7 @@ def analyze_params(params: Any) -> dict[str, Any]:
             continue
         layer_counts[category] = layer_counts.get(category, 0) + 1
         layer_params[category] = layer_params.get(category, 0) + math.prod(shape)
-    architecture = _architecture(categories, named)
+    architecture = _architecture([c for c in categories if c is not None], named)
     total = sum(layer_params.values())
     active = [c for c, v in C2_BY_CATEGORY.items() if v > 0 and c in layer_counts]
     active_params = sum(layer_params[c] for c in active)
@@ -247,7 +247,7 @@ def _group_label(c2: float) -> str:
 def _c2_labels(params: Any) -> Any:
     """The ``optax.partition`` label (``"c2=1e-05"`` or ``"c2=0.0"``) of every leaf."""
     categories, _ = _categories(params)
-    labels = [_group_label(C2_BY_CATEGORY.get(c, 0.0)) for c in categories]
+    labels = [_group_label(0.0 if c is None else C2_BY_CATEGORY.get(c, 0.0)) for c in categories]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), labels)
 
 
@@ -303,7 +303,7 @@ def auto_configure(
                 "total_steps is given; pass total_steps=None to use your own schedule"
             )
         learning_rate = chi_anneal_schedule(learning_rate, total_steps)
-    transforms = {
+    transforms: dict[Any, optax.GradientTransformation] = {
         _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2, fold=fold)
         for c2 in sorted(set(C2_BY_CATEGORY.values()))
     }

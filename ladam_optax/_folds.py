@@ -179,12 +179,12 @@ def torch_folds(params: Any) -> Any:
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdam._laplacian`` (its ``(shape[0], -1)`` fold).
     """
     with_paths, treedef, variable = _flatten(params)
-    nnx = sys.modules.get("flax.nnx")
+    param = getattr(sys.modules.get("flax.nnx"), "Param", None)
     entries = []  # (names, shape), shape None where the leaf is not trained
     for path, leaf in with_paths:
         names = tuple(n.lower() for n in path_names(path))
         trained = not _is_masked(leaf) and not (
-            variable is not None and isinstance(leaf, variable) and not isinstance(leaf, nnx.Param)
+            variable is not None and isinstance(leaf, variable) and not isinstance(leaf, param)  # type: ignore[arg-type]
         )
         value = _unwrap(leaf, variable)
         if trained and hasattr(value, "shape") and jax.numpy.issubdtype(value.dtype, np.inexact):
@@ -205,10 +205,11 @@ def torch_folds(params: Any) -> Any:
 def _torch_fold(names: tuple[str, ...], shape: tuple[int, ...], attention: set) -> Fold | None:
     n = len(shape)
     leaf = names[-1] if names else ""
-    in_attention = len(names) >= 2 and names[:-2] in attention
-    if in_attention and names[-2] == "out" and leaf == "kernel" and n >= 3:
+    parent = names[-2] if len(names) >= 2 else ""
+    in_attention = bool(parent) and names[:-2] in attention
+    if in_attention and parent == "out" and leaf == "kernel" and n >= 3:
         return Fold(rows=(n - 1,), cols=tuple(range(n - 1)))
-    if in_attention and names[-2] in ("query", "key", "value") and leaf == "bias" and n >= 2:
+    if in_attention and parent in ("query", "key", "value") and leaf == "bias" and n >= 2:
         return Fold(rows=tuple(range(n)), cols=())
     if leaf == "kernel" and n >= 3 and not in_attention:
         return Fold(rows=(n - 1,), cols=(n - 2, *range(n - 2)))

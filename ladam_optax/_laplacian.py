@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -104,9 +104,10 @@ def check_fold(fold: Fold | None, ndim: int, where: str = "") -> Fold:
             isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in group
         ):
             raise TypeError(f"Fold.{name} must be a tuple of ints{at}, got {group!r}")
-        if any(not -ndim <= a < ndim for a in group):
+        axes = tuple(int(a) for a in group)
+        if any(not -ndim <= a < ndim for a in axes):
             raise ValueError(f"{fold} names an axis out of range for a {ndim}-D leaf{at}")
-        groups.append(tuple(int(a) % ndim for a in group))
+        groups.append(tuple(a % ndim for a in axes))
     rows, cols = groups
     if sorted(rows + cols) != list(range(ndim)):
         raise ValueError(
@@ -500,7 +501,7 @@ def periodic_laplacian(
     order = fold.rows + fold.cols
     moved = order != tuple(range(x.ndim))
 
-    def compute(y):
+    def compute(y: jax.Array) -> jax.Array:
         if moved:  # the field's axes in order: a transpose, local to each shard
             y = lax.transpose(y, order)
         if impl == "shifts":  # works on the unfolded array: no resharding reshape
@@ -513,6 +514,8 @@ def periodic_laplacian(
     if _explicitly_sharded():
         # Under Explicit axes, slices and pads of sharded dims have no sharding rule of their
         # own: let the partitioner choose inside, and come back with the input's sharding.
-        compute = jax.sharding.auto_axes(compute, out_sharding=jax.typeof(x).sharding)
-    out = compute(x)
+        sharded = jax.sharding.auto_axes(compute, out_sharding=jax.typeof(x).sharding)
+        out = cast(jax.Array, sharded(x))
+    else:
+        out = compute(x)
     return out if out.dtype == x.dtype else out.astype(x.dtype)

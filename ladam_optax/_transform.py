@@ -42,7 +42,7 @@ class ScaleByLAdamState(NamedTuple):
         smoothing is applied to its bias-corrected value on the fly and never stored.
     """
 
-    count: jax.Array
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]  (optax's name)
     mu: optax.Updates
     nu: optax.Updates
 
@@ -59,7 +59,7 @@ class ScaleByWaveLAdamState(NamedTuple):
         ``wave_E0 == 0`` the first step's ``mean(g^2)`` (array state, no host sync).
     """
 
-    count: jax.Array
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]  (optax's name)
     mu: optax.Updates
     nu: optax.Updates
     nu_prev: optax.Updates
@@ -419,7 +419,7 @@ def scale_by_ladam(
         del extra_args
         _checks.same_shapes(updates, state.nu, "scale_by_ladam")
         folds = _folds_for(fold, updates, params)
-        count = optax.safe_increment(state.count)
+        count = jnp.asarray(optax.safe_increment(state.count))
 
         @functools.cache
         def corrections(dtype):  # once per dtype, not per leaf
@@ -494,15 +494,16 @@ def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave,
         del extra_args
         _checks.same_shapes(updates, state.nu, "scale_by_ladam")
         folds = _folds_for(fold, updates, params)
-        count = optax.safe_increment(state.count)
+        count = jnp.asarray(optax.safe_increment(state.count))
         mu = jax.tree.map(lambda g, m: _ema(g, m, b1, False), updates, state.mu)
         treedef = jax.tree.structure(updates)
         trees = (updates, mu, state.nu, state.nu_prev, state.e0_sq)
         columns = zip(*(treedef.flatten_up_to(t) for t in trees), folds, strict=True)
-        results = [leaf(*column, count) for column in columns]
+        results = [leaf(*column, count=count) for column in columns]
         u, nu, nu_prev, e0_sq = (treedef.unflatten([r[i] for r in results]) for i in range(4))
         e0_sq = jax.tree.map(lambda e, old: e.astype(old.dtype), e0_sq, state.e0_sq)
-        return u, ScaleByWaveLAdamState(count, mu, nu, nu_prev, e0_sq)
+        state = ScaleByWaveLAdamState(count=count, mu=mu, nu=nu, nu_prev=nu_prev, e0_sq=e0_sq)
+        return u, state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -83,7 +83,7 @@ def test_ladamw_matches_ladam_0_4_1(mode, c2, weight_decay):
 
 
 def test_ladam_0_4_0_optimizer_is_the_seed():
-    """0.4.1 without weight decay equals 0.2.0: the seed's numbers are what both versions give."""
+    """0.4.1 without weight decay equals 0.2.0: both versions give the same numbers."""
     hyper = dict(lr=1e-2, c2=0.2, mode="variance_lap")
     old = _torch_trajectory(load_reference("0.2.0").LAdam, hyper)
     new = _torch_trajectory(load_reference("0.4.1").LAdamW, hyper)
