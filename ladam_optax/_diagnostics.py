@@ -8,7 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from ladam_optax import _checks
-from ladam_optax._folds import FoldSpec, check_fold_spec, map_with_folds, resolve_folds
+from ladam_optax._folds import (
+    FoldSpec,
+    check_fold_spec,
+    map_with_folds,
+    resolve_folds,
+    unwrap_variables,
+)
 from ladam_optax._laplacian import check_stencil, folded_shape, periodic_laplacian
 from ladam_optax._transform import ScaleByLAdamState, _bias_correction, smoothing_gate
 
@@ -84,7 +90,7 @@ def smoothing_effect(
     Args:
       opt_state: an optimizer state holding exactly one :class:`ScaleByLAdamState` (of
         ``ladam``, ``ladamw`` or ``scale_by_ladam``, inside ``optax.chain``,
-        ``inject_hyperparams``, ``MultiSteps``, ...).
+        ``inject_hyperparams``, ``MultiSteps``, ...), or ``nnx.Optimizer.opt_state``.
       c2: the optimizer's ``c2``.
       b2: the optimizer's ``b2``.
       eps: the optimizer's ``eps``.
@@ -116,7 +122,7 @@ def smoothing_effect(
     check_stencil(stencil)
     _checks.min_spatial_size(min_spatial_size)
     check_fold_spec(fold)
-    state = _find_state(opt_state)
+    state = unwrap_variables(_find_state(opt_state))
     nu = state.nu
 
     def leaf(v: jax.Array, leaf_fold) -> SmoothingEffect:

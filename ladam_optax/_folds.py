@@ -92,6 +92,17 @@ def check_fold_spec(fold: FoldSpec) -> None:
             )
 
 
+def unwrap_variables(tree: Any) -> Any:
+    """``tree`` with every NNX variable replaced by its value (``nnx.Optimizer.opt_state``
+    holds its arrays in ``OptArray`` variables)."""
+    variable = _variable_type()
+    if variable is None:
+        return tree
+    return jax.tree.map(
+        lambda x: _unwrap(x, variable), tree, is_leaf=lambda x: isinstance(x, variable)
+    )
+
+
 def resolve_folds(fold: FoldSpec, tree: Any) -> list[Fold | None]:
     """The checked fold of every array leaf of ``tree`` (in ``jax.tree.leaves`` order).
 

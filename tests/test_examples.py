@@ -8,6 +8,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import REPO, require
 
 
@@ -99,3 +100,47 @@ def test_transformer_digits(tmp_path):
         assert 0.1 < run["test_accuracy"] <= 1.0  # one epoch learns something
     assert [r["optimizer"] for r in results["summary"]] == ["adam", "ladam"]
     assert (tmp_path / "transformer_digits.png").stat().st_size > 10_000
+
+
+def test_c2_sweep(tmp_path, capsys):
+    require("scipy", "for the c2 sweep's statistics")
+    args = ["--tasks", "mlp", "pinn", "--seeds", "2", "--pinn-seeds", "2"]
+    args += ["--c2", "1e-4", "0.1", "--digits-steps", "20", "--pinn-steps", "30"]
+    args += ["--pinn-width", "8", "--pinn-interior", "32", "--out", str(tmp_path)]
+    results = _load("c2_sweep").main(args)
+    assert results["grid"] == [0.0, 1e-4, 0.1]
+    assert len(results["runs"]) == 2 * 2 * 3  # tasks x seeds x c2
+    for task, rows in results["summary"].items():
+        assert [r["c2"] for r in rows] == [0.0, 1e-4, 0.1], task
+        adam, small, large = rows
+        assert adam["effect_median"] == 0.0 and "p_holm" not in adam
+        # The diagnostic grows with c2: ~c2 relative at these scales.
+        assert 0.0 < small["effect_median"] < large["effect_median"], task
+        for row in (small, large):
+            assert row["ci_low"] <= row["diff"] <= row["ci_high"] and 0.0 <= row["p_holm"] <= 1.0
+    assert (tmp_path / "c2_sweep.png").stat().st_size > 10_000
+    # Resuming: every run comes back from the journal, none trains again.
+    capsys.readouterr()
+    again = _load("c2_sweep").main(args)
+    assert again["runs"] == results["runs"]
+    out = capsys.readouterr().out
+    assert ": test_accuracy" not in out and ": l2_error" not in out  # no run trained again
+    # The CNN task (torch_folds on its conv kernels), one short run.
+    example = _load("c2_sweep")
+    run = example.classifier_task(example.DigitsCNN, example.ladam_optax.torch_folds, 5)(0, 0.1)
+    assert 0.0 < run["effect_median"] and 0.0 <= run["test_accuracy"] <= 1.0
+
+
+def test_c2_sweep_holm_correction():
+    example = _load("c2_sweep")
+    runs = [
+        {"c2": c2, "seed": s, "m": v, "effect_median": 0.0, "clamped_fraction": 0.0}
+        for c2, values in ((0.0, [1.0, 1.1, 0.9]), (0.1, [2.0, 2.1, 1.9]), (0.2, [1.0, 1.2, 0.8]))
+        for s, v in enumerate(values)
+    ]
+    rows = example.compare(runs, "m", [0.0, 0.1, 0.2])
+    p = {r["c2"]: r for r in rows if "p" in r}
+    # Holm: the smallest p doubled (two tests), the next one at least as large.
+    assert p[0.1]["p_holm"] == pytest.approx(min(1.0, 2 * p[0.1]["p"]))
+    assert p[0.2]["p_holm"] >= p[0.1]["p_holm"]
+    assert example.verdict(p[0.1]) == "differs" and example.verdict(p[0.2]) == "same as Adam"

@@ -349,3 +349,14 @@ def test_random_partition_specs_sharded_equal_unsharded(leaf, name):
     expected = run(None)
     np.testing.assert_allclose(np.asarray(sharded), np.asarray(expected), rtol=2e-5, atol=1e-6)
     assert _same_sharding(sharded, spec)
+
+
+def test_smoothing_effect_on_a_sharded_state():
+    tx = build("ladam")
+    state, _, _ = _run(tx, _mesh())
+    unsharded, _, _ = _run(tx)
+    effect = jax.jit(lambda s: ladam_optax.smoothing_effect(s, 0.1))(state)
+    expected = ladam_optax.smoothing_effect(unsharded, 0.1)
+    for a, b in zip(jax.tree.leaves(effect), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
+    assert float(effect["both"].median) > 0.0
