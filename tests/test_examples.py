@@ -34,7 +34,9 @@ def test_quickstart(tmp_path, capsys):
 def test_pinn_wave(tmp_path, capsys):
     args = [
         "--steps",
-        "250",
+        "50",
+        "--eval-every",
+        "25",
         "--seeds",
         "2",
         "--c2",
@@ -46,7 +48,7 @@ def test_pinn_wave(tmp_path, capsys):
     ]
     _load("pinn_wave").main(args)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["steps"] == 250 and isinstance(results["problem"], str)
+    assert results["steps"] == 50 and isinstance(results["problem"], str)
     runs = results["runs"]
     assert [(r["optimizer"], r["c2"]) for r in runs[:3]] == [
         ("adam", None),
@@ -64,7 +66,9 @@ def test_pinn_wave(tmp_path, capsys):
             "seconds",
             "l2_curve",
         }
-        assert run["l2_curve"][-1] == [250, run["l2_error"]]
+        assert [s for s, _ in run["l2_curve"]] == [25, 50] and run["l2_curve"][-1][1] == run[
+            "l2_error"
+        ]
         assert 0.0 < run["l2_error"] < 10.0 and np.isfinite(run["final_loss"])
     assert {row["seeds"] for row in results["summary"]} == {2}
     assert (tmp_path / "pinn_wave.png").stat().st_size > 10_000
@@ -72,10 +76,19 @@ def test_pinn_wave(tmp_path, capsys):
     # Resuming: with one more seed, the 6 journaled runs are read back, only seed 2 trains.
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 6
     capsys.readouterr()
-    resumed = _load("pinn_wave").main([*args[:2], "--seeds", "3", *args[4:]])
+    resumed = _load("pinn_wave").main([*args[:4], "--seeds", "3", *args[6:]])
     assert resumed["runs"][:6] == runs
     assert capsys.readouterr().out.count("(from runs.jsonl)") == 6
     assert len(resumed["runs"]) == 9
+
+
+def test_pinn_wave_evaluates_at_the_end_of_any_step_count():
+    import optax
+
+    example = _load("pinn_wave")
+    run = example.train(optax.adam(1e-3), 0, 30, "test", interior=16, eval_every=25)
+    assert [step for step, _ in run["l2_curve"]] == [25, 30]
+    assert run["l2_error"] == run["l2_curve"][-1][1] and len(run["loss_curve"]) == 3
 
 
 def test_pinn_residual_is_u_tt_minus_u_xx():
@@ -105,7 +118,7 @@ def test_transformer_digits(tmp_path):
 def test_c2_sweep(tmp_path, capsys):
     require("scipy", "for the c2 sweep's statistics")
     args = ["--tasks", "mlp", "pinn", "--seeds", "2", "--pinn-seeds", "2"]
-    args += ["--c2", "1e-4", "0.1", "--digits-steps", "20", "--pinn-steps", "30"]
+    args += ["--c2", "1e-4", "0.1", "--digits-steps", "20", "--pinn-steps", "20"]
     args += ["--pinn-width", "8", "--pinn-interior", "32", "--out", str(tmp_path)]
     results = _load("c2_sweep").main(args)
     assert results["grid"] == [0.0, 1e-4, 0.1]
