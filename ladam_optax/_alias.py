@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -17,12 +18,12 @@ from ladam_optax._transform import (
     scale_by_lrmsprop,
 )
 
-ScalarOrSchedule = float | optax.Schedule
+ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 def _adam_like(
     *,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: optax.ScalarOrSchedule,
     moments: dict,
     c2: Any,
     mode: str,
@@ -66,21 +67,21 @@ def _coupled_decay(weight_decay: Any) -> optax.GradientTransformation:
 
 
 def ladam(
-    learning_rate: ScalarOrSchedule = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    c2: float = 1e-4,
+    learning_rate: optax.ScalarOrSchedule = 1e-3,
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.999,
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    c2: jax.typing.ArrayLike = 1e-4,
     mode: str = "variance_lap",
     stencil: str = "9point",
     min_spatial_size: int = 16,
     mu_dtype: Any | None = None,
     *,
-    wave_dt: float = 0.1,
-    wave_kappa: float = 0.1,
-    wave_E0: float = 0.0,
-    wave_damping: float = 0.5,
+    wave_dt: jax.typing.ArrayLike = 0.1,
+    wave_kappa: jax.typing.ArrayLike = 0.1,
+    wave_E0: jax.typing.ArrayLike = 0.0,
+    wave_damping: jax.typing.ArrayLike = 0.5,
     laplacian_impl: str = "auto",
     fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -160,22 +161,22 @@ def ladam(
 
 
 def ladamw(
-    learning_rate: ScalarOrSchedule = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 1e-4,
-    c2: float = 1e-4,
+    learning_rate: optax.ScalarOrSchedule = 1e-3,
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.999,
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: jax.typing.ArrayLike = 1e-4,
+    c2: jax.typing.ArrayLike = 1e-4,
     mode: str = "variance_lap",
     stencil: str = "9point",
     min_spatial_size: int = 16,
     mu_dtype: Any | None = None,
     mask: Any | None = None,
     *,
-    wave_dt: float = 0.1,
-    wave_kappa: float = 0.1,
-    wave_E0: float = 0.0,
-    wave_damping: float = 0.5,
+    wave_dt: jax.typing.ArrayLike = 0.1,
+    wave_kappa: jax.typing.ArrayLike = 0.1,
+    wave_E0: jax.typing.ArrayLike = 0.0,
+    wave_damping: jax.typing.ArrayLike = 0.5,
     laplacian_impl: str = "auto",
     fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -224,7 +225,7 @@ def ladamw(
       weight decay regularization, ICLR 2019.
     """
     _checks.non_negative("weight_decay", weight_decay)
-    decay = optax.add_decayed_weights(weight_decay, mask)
+    decay = optax.add_decayed_weights(cast(float, weight_decay), mask)
     return _adam_like(
         learning_rate=learning_rate,
         moments=dict(
@@ -240,11 +241,11 @@ def ladamw(
 
 
 def ladagrad(
-    learning_rate: ScalarOrSchedule = 1e-2,
-    lr_decay: float = 0.0,
-    eps: float = 1e-10,
-    weight_decay: float = 0.0,
-    c2: float = 1e-4,
+    learning_rate: optax.ScalarOrSchedule = 1e-2,
+    lr_decay: jax.typing.ArrayLike = 0.0,
+    eps: jax.typing.ArrayLike = 1e-10,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    c2: jax.typing.ArrayLike = 1e-4,
     stencil: str = "9point",
     min_spatial_size: int = 16,
     *,
@@ -309,7 +310,7 @@ def ladagrad(
     return optax.chain(*links)
 
 
-def _inverse_time_decay(learning_rate: ScalarOrSchedule, lr_decay: Any) -> optax.Schedule:
+def _inverse_time_decay(learning_rate: optax.ScalarOrSchedule, lr_decay: Any) -> optax.Schedule:
     """PyTorch Adagrad's ``lr / (1 + (step - 1) * lr_decay)``; optax counts from 0 = step - 1."""
 
     def schedule(count):
@@ -320,12 +321,12 @@ def _inverse_time_decay(learning_rate: ScalarOrSchedule, lr_decay: Any) -> optax
 
 
 def lrmsprop(
-    learning_rate: ScalarOrSchedule = 1e-2,
-    decay: float = 0.99,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    momentum: float = 0.0,
-    c2: float = 1e-4,
+    learning_rate: optax.ScalarOrSchedule = 1e-2,
+    decay: jax.typing.ArrayLike = 0.99,
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    momentum: jax.typing.ArrayLike = 0.0,
+    c2: jax.typing.ArrayLike = 1e-4,
     stencil: str = "9point",
     min_spatial_size: int = 16,
     *,

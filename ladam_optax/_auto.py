@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import re
 import sys
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from ladam_optax import _checks
-from ladam_optax._alias import ScalarOrSchedule, ladamw
+from ladam_optax._alias import ladamw
 from ladam_optax._folds import FoldSpec, path_names, torch_folds
 from ladam_optax._schedules import chi_anneal_schedule
 
@@ -259,9 +259,9 @@ def _c2_labels(params: Any) -> Any:
 
 def auto_configure(
     params: Any,
-    learning_rate: ScalarOrSchedule = 1e-3,
+    learning_rate: optax.ScalarOrSchedule = 1e-3,
     total_steps: int | None = None,
-    weight_decay: float = 0.0,
+    weight_decay: jax.typing.ArrayLike = 0.0,
     *,
     fold: FoldSpec = torch_folds,
 ) -> optax.GradientTransformationExtraArgs:
@@ -308,7 +308,7 @@ def auto_configure(
                 "learning_rate must be a number (the peak of the chi-anneal schedule) when "
                 "total_steps is given; pass total_steps=None to use your own schedule"
             )
-        learning_rate = chi_anneal_schedule(learning_rate, total_steps)
+        learning_rate = chi_anneal_schedule(cast(float, learning_rate), total_steps)
     transforms: dict[Any, optax.GradientTransformation] = {
         _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2, fold=fold)
         for c2 in sorted(set(C2_BY_CATEGORY.values()))

@@ -34,7 +34,7 @@ def _smooth_vector(vector: jax.Array, sigma) -> jax.Array:
 
 
 def laplacian_smoothing(
-    sigma: float = 1.0, layerwise: bool = True, min_numel: int = 4
+    sigma: jax.typing.ArrayLike = 1.0, layerwise: bool = True, min_numel: int = 4
 ) -> optax.GradientTransformationExtraArgs:
     """Laplacian smoothing of the updates: solves ``(I - sigma L) u = g`` by FFT.
 

@@ -297,19 +297,19 @@ def _folds_for(fold: FoldSpec, updates: Any, params: Any) -> list[Fold | None]:
 
 
 def scale_by_ladam(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    c2: float = 1e-4,
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.999,
+    eps: jax.typing.ArrayLike = 1e-8,
+    c2: jax.typing.ArrayLike = 1e-4,
     mode: str = "variance_lap",
     stencil: str = "9point",
     min_spatial_size: int = 16,
     mu_dtype: Any | None = None,
     *,
-    wave_dt: float = 0.1,
-    wave_kappa: float = 0.1,
-    wave_E0: float = 0.0,
-    wave_damping: float = 0.5,
+    wave_dt: jax.typing.ArrayLike = 0.1,
+    wave_kappa: jax.typing.ArrayLike = 0.1,
+    wave_E0: jax.typing.ArrayLike = 0.0,
+    wave_damping: jax.typing.ArrayLike = 0.5,
     laplacian_impl: str = "auto",
     fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -509,7 +509,7 @@ def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave,
 
 
 def add_weight_diffusion(
-    c2: float = 1e-4,
+    c2: jax.typing.ArrayLike = 1e-4,
     stencil: str = "9point",
     min_spatial_size: int = 16,
     *,
@@ -593,8 +593,8 @@ def add_weight_diffusion(
 
 
 def scale_by_ladagrad(
-    eps: float = 1e-10,
-    c2: float = 1e-4,
+    eps: jax.typing.ArrayLike = 1e-10,
+    c2: jax.typing.ArrayLike = 1e-4,
     stencil: str = "9point",
     min_spatial_size: int = 16,
     *,
@@ -676,9 +676,9 @@ def _rescale(g, second_moment, eps, c2, stencil, min_spatial_size, impl, fold):
 
 
 def scale_by_lrmsprop(
-    decay: float = 0.99,
-    eps: float = 1e-8,
-    c2: float = 1e-4,
+    decay: jax.typing.ArrayLike = 0.99,
+    eps: jax.typing.ArrayLike = 1e-8,
+    c2: jax.typing.ArrayLike = 1e-4,
     stencil: str = "9point",
     min_spatial_size: int = 16,
     *,

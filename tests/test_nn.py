@@ -230,3 +230,16 @@ def test_trains_under_nnx_jit_with_ladam(name):
         model.eval()
         accuracy = float((model(x).argmax(-1) == y).mean())
         assert accuracy > 0.5
+
+
+def test_nn_is_an_attribute_and_says_which_extra_without_flax(monkeypatch):
+    import sys
+
+    import ladam_optax as package
+
+    assert package.nn.WaveNorm is WaveNorm
+    monkeypatch.setitem(sys.modules, "flax", None)  # as if flax were not installed
+    with pytest.raises(ImportError, match=r"ladam-optax\[flax\]"):
+        package.__getattr__("nn")
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        package.__getattr__("nope")
