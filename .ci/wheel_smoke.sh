@@ -5,7 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python -m build -q --outdir "$work/dist" . > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+# Built from a copy of the tracked files: nothing untracked slips in, and nothing races with an
+# editable install of the checkout running at the same time.
+mkdir "$work/src"
+git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work/src"
+python -m build -q --outdir "$work/dist" "$work/src" > "$work/build.log" 2>&1 || {
+  cat "$work/build.log"
+  exit 1
+}
 ls "$work"/dist/*.tar.gz > /dev/null
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --disable-pip-version-check -q "$(ls "$work"/dist/*.whl)[flax]"

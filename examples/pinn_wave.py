@@ -115,9 +115,15 @@ def relative_l2(graphdef, params, grid):
 
 
 def train(
-    tx, seed: int, steps: int, desc: str, interior: int = 2000, eval_every: int = CURVE_EVERY
+    tx,
+    seed: int,
+    steps: int,
+    desc: str,
+    interior: int = 2000,
+    eval_every: int = CURVE_EVERY,
+    width: int = 128,
 ) -> dict:
-    model = MLP(nnx.Rngs(seed))
+    model = MLP(nnx.Rngs(seed), width=width)
     graphdef, params = nnx.split(model, nnx.Param)
     points = collocation_points(seed, interior)
     axis = jnp.linspace(0.0, 1.0, 101)

@@ -86,7 +86,7 @@ def test_pinn_wave_evaluates_at_the_end_of_any_step_count():
     import optax
 
     example = _load("pinn_wave")
-    run = example.train(optax.adam(1e-3), 0, 30, "test", interior=16, eval_every=25)
+    run = example.train(optax.adam(1e-3), 0, 30, "test", interior=16, eval_every=25, width=8)
     assert [step for step, _ in run["l2_curve"]] == [25, 30]
     assert run["l2_error"] == run["l2_curve"][-1][1] and len(run["loss_curve"]) == 3
 

@@ -104,7 +104,7 @@ def test_linear_self_adjoint_and_sums_to_zero(case, stencil, impl, x64):
     assert abs(np.sum(lap(x))) < 1e-10
 
 
-@settings(SETTINGS, max_examples=12)
+@settings(SETTINGS, max_examples=6)
 @given(
     leaf_shapes=st.lists(shapes(max_size=512), min_size=1, max_size=4),
     pair=st.sampled_from(["adam", "rmsprop"]),

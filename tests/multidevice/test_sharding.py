@@ -327,7 +327,7 @@ def sharded_leaves(draw):
     return shape, P(*spec)
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(leaf=sharded_leaves(), name=st.sampled_from(["ladam", "ladam_update_lap", "lrmsprop"]))
 def test_random_partition_specs_sharded_equal_unsharded(leaf, name):
     shape, spec = leaf
@@ -353,10 +353,13 @@ def test_random_partition_specs_sharded_equal_unsharded(leaf, name):
 
 def test_smoothing_effect_on_a_sharded_state():
     tx = build("ladam")
-    state, _, _ = _run(tx, _mesh())
-    unsharded, _, _ = _run(tx)
+    grads = jax.random.normal(jax.random.key(0), (64, 128))
+    sharded = jax.device_put(grads, NamedSharding(_mesh(), P("data", "model")))
+    state = tx.init({"w": sharded})
+    _, state = jax.jit(tx.update)({"w": sharded}, state, {"w": sharded})
+    _, plain = tx.update({"w": grads}, tx.init({"w": grads}), {"w": grads})
     effect = jax.jit(lambda s: ladam_optax.smoothing_effect(s, 0.1))(state)
-    expected = ladam_optax.smoothing_effect(unsharded, 0.1)
+    expected = ladam_optax.smoothing_effect(plain, 0.1)
     for a, b in zip(jax.tree.leaves(effect), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
-    assert float(effect["both"].median) > 0.0
+    assert float(effect["w"].median) > 0.0
