@@ -43,7 +43,7 @@ def loss_fn(model, x, y):
 
 @nnx.jit
 def train_step(model, optimizer, x, y):
-    """One full-batch step of ``nnx.Optimizer`` (any optax transformation, ladam included)."""
+    """One step of ``nnx.Optimizer`` on a batch (any optax transformation, ladam included)."""
     (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
     optimizer.update(model, grads)
     return loss
