@@ -124,9 +124,11 @@ def resolve_folds(fold: FoldSpec, tree: Any) -> list[Fold | None]:
         ) from None
     folds = []
     for (path, leaf), leaf_fold in zip(with_paths, specs, strict=True):
+        # Masked out, as a node or inside an NNX variable (``optax.masked`` maps its mask over
+        # the variable's value when the params it is given hold ``nnx.Param`` variables).
+        leaf, leaf_fold = _unwrap(leaf, variable), _unwrap(leaf_fold, variable)
         if _is_masked(leaf):
             continue
-        leaf, leaf_fold = _unwrap(leaf, variable), _unwrap(leaf_fold, variable)
         if leaf_fold is None:
             folds.append(None)
             continue

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import NAMES_UNDER_TEST, build, require
+from helpers import NAMES_UNDER_TEST, OPTIMIZERS_UNDER_TEST, build, require
 from test_laplacian import oracle
 
 import ladam_optax
 from ladam_optax import Fold, laplacian, torch_folds
 
-IMPLS = ["slices", "shifts", "conv", "padded"]
+IMPLS = ["auto", "conv"]
 
 
 def fold_oracle(x: np.ndarray, fold: Fold, stencil: str) -> np.ndarray:
@@ -273,7 +273,23 @@ def test_torch_folds_on_nnx_states_with_and_without_variables():
     assert np.abs(kernels[0] - kernels[1]).max() > 1e-6
 
 
-def test_auto_configure_folds_with_torch_folds_by_default():
+def test_auto_configure_folds_with_torch_folds_by_default(monkeypatch):
+    # Every inner LAdamW gets torch_folds unless told otherwise.
+    given = []
+    real_ladamw = ladam_optax._auto.ladamw
+
+    def recording_ladamw(*args, **kwargs):
+        given.append(kwargs["fold"])
+        return real_ladamw(*args, **kwargs)
+
+    monkeypatch.setattr(ladam_optax._auto, "ladamw", recording_ladamw)
+    ladam_optax.auto_configure({"w": jnp.ones((8, 8))})
+    assert given and all(fold is torch_folds for fold in given)
+    given.clear()
+    ladam_optax.auto_configure({"w": jnp.ones((8, 8))}, fold=None)
+    assert given and all(fold is None for fold in given)
+    monkeypatch.undo()
+
     params = {"Conv_0": {"kernel": jnp.ones((3, 3, 4, 8))}, "Dense_0": {"kernel": jnp.ones((8, 8))}}
     grads = jax.tree.map(lambda p: jnp.asarray(np.random.default_rng(0).random(p.shape)), params)
 
@@ -295,7 +311,7 @@ def test_auto_configure_folds_with_torch_folds_by_default():
 
 
 @pytest.mark.parametrize("stencil", ["9point", "5point"])
-def test_shifts_fold_equals_slices_fold_on_every_rule(stencil):
+def test_conv_fold_equals_default_fold_on_every_rule(stencil):
     rng = np.random.default_rng(4)
     for shape, fold in itertools.chain(
         ((s, CONV_FOLD[len(s)]) for s in [(3, 3, 4, 8), (5, 4, 8), (1, 1, 6, 8)]),
@@ -303,8 +319,101 @@ def test_shifts_fold_equals_slices_fold_on_every_rule(stencil):
     ):
         x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
         np.testing.assert_allclose(
-            laplacian(x, stencil, impl="shifts", fold=fold),
-            laplacian(x, stencil, impl="slices", fold=fold),
+            laplacian(x, stencil, impl="conv", fold=fold),
+            laplacian(x, stencil, impl="auto", fold=fold),
             rtol=1e-5,
             atol=1e-5,
         )
+
+
+# --- fold= on every kind of params tree, passed the ways optax users pass them ----------------
+
+
+def _tree_kinds():
+    """The same arrays as an NNX state (``nnx.Param`` variables), its pure dict, a Linen
+    ``variables["params"]`` dict and a plain dict, with the model to train the NNX one."""
+    require("flax", "for NNX states")
+    from flax import nnx
+
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(2, 4, (3, 3), rngs=rngs)
+            self.dense = nnx.Linear(8, 16, rngs=rngs)
+
+    model = Model(nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    linen = {"Conv_0": pure["conv"], "Dense_0": pure["dense"]}
+    return model, {"nnx_state": state, "pure_dict": pure, "linen": linen}
+
+
+def _grads_like(params, seed):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    noise = [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves, strict=True)]
+    return treedef.unflatten(noise)
+
+
+def _two_steps(tx, params, *, pass_params=True):
+    state = tx.init(params)
+    for seed in (1, 2):
+        grads = _grads_like(params, seed)
+        updates, state = tx.update(grads, state, params if pass_params else None)
+        params = optax.apply_updates(params, updates)
+    return [np.asarray(x) for x in jax.tree.leaves(params)]
+
+
+def _conv_labels(params):
+    """``"conv"`` for every leaf of the conv layer, ``"rest"`` elsewhere (an optax label fn)."""
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    labels = ["conv" if "conv" in jax.tree_util.keystr(p).lower() else "rest" for p, _ in paths]
+    return jax.tree.structure(params).unflatten(labels)
+
+
+@pytest.mark.parametrize("name", NAMES_UNDER_TEST)
+def test_folds_on_nnx_states_linen_and_plain_dicts_every_way_params_are_passed(name):
+    from flax import nnx
+
+    model, kinds = _tree_kinds()
+    expected = _two_steps(build(name, fold=torch_folds), kinds["linen"])
+    unfolded = _two_steps(build(name), kinds["linen"])
+    conv_kernel = [i for i, x in enumerate(expected) if x.ndim == 4]
+    assert max(np.abs(expected[i] - unfolded[i]).max() for i in conv_kernel) > 1e-7, name
+    for kind, params in kinds.items():
+        got = {
+            "update(grads, state, params)": _two_steps(build(name, fold=torch_folds), params),
+            "partition": _two_steps(
+                optax.partition(
+                    {"conv": build(name, fold=torch_folds), "rest": build(name, fold=torch_folds)},
+                    _conv_labels,
+                ),
+                params,
+            ),
+            "masked": _two_steps(
+                optax.masked(
+                    build(name, fold=torch_folds),
+                    lambda p: jax.tree.map(lambda label: label == "conv", _conv_labels(p)),
+                ),
+                params,
+            ),
+        }
+        # Without params where the optimizer needs none (weight decay and weight_lap do).
+        if "weight_decay" not in OPTIMIZERS_UNDER_TEST[name][1] and name != "ladam_weight_lap":
+            got["update(grads, state)"] = _two_steps(
+                build(name, fold=torch_folds), params, pass_params=False
+            )
+        for way, leaves in got.items():
+            if way == "masked":  # only the conv layer trained: compare it
+                for i in conv_kernel:
+                    np.testing.assert_allclose(
+                        leaves[i], expected[i], rtol=1e-6, atol=1e-7, err_msg=f"{kind} {way}"
+                    )
+                continue
+            for a, b in zip(leaves, expected, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=f"{kind} {way}")
+    # nnx.Optimizer hands init the Param variables and update plain arrays.
+    optimizer = nnx.Optimizer(model, build(name, fold=torch_folds), wrt=nnx.Param)
+    for seed in (1, 2):
+        optimizer.update(model, _grads_like(nnx.state(model, nnx.Param), seed))
+    for a, b in zip(jax.tree.leaves(nnx.state(model, nnx.Param)), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6, atol=1e-7, err_msg="nnx.Optimizer")
