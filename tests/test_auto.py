@@ -270,3 +270,61 @@ def test_auto_configure_inside_masked_and_with_abstract_params():
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+class _EveryLayer(nnx.Module):
+    """Embed, MultiHeadAttention, Conv, LayerNorm and Linear: every category auto_configure has."""
+
+    def __init__(self, rngs):
+        self.embed = nnx.Embed(20, 16, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(2, 16, 16, decode=False, rngs=rngs)
+        self.conv = nnx.Conv(16, 16, (3,), rngs=rngs)
+        self.norm = nnx.LayerNorm(16, rngs=rngs)
+        self.head = nnx.Linear(16, 20, rngs=rngs)
+
+
+def test_auto_configure_with_plain_optax_on_nnx_states_linen_and_plain_dicts():
+    model = _EveryLayer(nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    linen_names = {
+        "embed": "Embed_0",
+        "attention": "MultiHeadDotProductAttention_0",
+        "conv": "Conv_0",
+        "norm": "LayerNorm_0",
+        "head": "Dense_0",
+    }
+    linen = {linen_names[name]: layer for name, layer in pure.items()}
+
+    def two_steps(params):
+        tx = auto_configure(params, learning_rate=1e-2, total_steps=100)
+        opt_state = tx.init(params)
+        for _ in range(2):
+            grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.5, params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    expected = two_steps(pure)
+    from_state = two_steps(state)
+    from_linen = two_steps(linen)
+    for layer, linen_name in linen_names.items():
+        for a, b in zip(
+            jax.tree.leaves(from_linen[linen_name]), jax.tree.leaves(expected[layer]), strict=True
+        ):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(from_state), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    # Through nnx.Optimizer (init sees the variables, update plain arrays): the same numbers.
+    optimizer = nnx.Optimizer(
+        model, auto_configure(state, learning_rate=1e-2, total_steps=100), wrt=nnx.Param
+    )
+    for _ in range(2):
+        params = nnx.state(model, nnx.Param)
+        optimizer.update(model, jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.5, params))
+    for a, b in zip(
+        jax.tree.leaves(nnx.state(model, nnx.Param)), jax.tree.leaves(expected), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    # The dense kernel moved by LAdamW with c2 = 1e-5, not by a different rule.
+    assert not np.allclose(expected["head"]["kernel"], pure["head"]["kernel"])
