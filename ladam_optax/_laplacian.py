@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,7 @@ from jax import lax
 from ladam_optax import _checks
 
 STENCILS = ("5point", "9point")
-IMPLEMENTATIONS = ("auto", "slices", "shifts", "padded", "conv")
+IMPLEMENTATIONS = ("auto", "conv")
 
 _KERNELS_2D = {
     "9point": np.array([[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]]) / 6.0,
@@ -142,43 +142,6 @@ def folded_shape(shape: tuple[int, ...], fold: Fold | None = None) -> tuple[int,
     return field if min(field) >= 3 else None
 
 
-def resolve_implementation(impl: str, x: jax.Array) -> str:
-    """The implementation ``impl`` stands for on the leaf ``x`` (at trace time).
-
-    ``"auto"`` picks, per leaf, the fastest form known to partition with halo exchanges only
-    (measured on 8 simulated devices, docs' multi-device page):
-
-    - one device: ``"slices"``, the fastest by a wide margin on CPU; a one-channel convolution
-      also wastes the matrix units of GPUs and TPUs, so it is the default on every backend
-      until a measurement there says otherwise;
-    - several devices, Explicit mesh axes: ``"slices"`` for a leaf whose sharding shards no
-      axis (replicated, as in plain data parallelism), ``"shifts"`` otherwise;
-    - several devices, Auto axes (the sharding is not known while tracing): ``"slices"`` for
-      1-D leaves, which it partitions with the same collective-permutes as ``"shifts"``;
-      ``"shifts"`` for every other leaf, where the ``"slices"`` form made XLA all-gather
-      sharded leaves. Data-parallel training with replicated parameters on Auto axes should
-      pass ``laplacian_impl="slices"`` (half the cost of ``"shifts"``).
-    """
-    if impl != "auto":
-        return impl
-    if jax.device_count() == 1:
-        return "slices"
-    if _explicitly_sharded():
-        spec = jax.typeof(x).sharding.spec
-        return "slices" if all(axis is None for axis in spec) else "shifts"
-    return "slices" if x.ndim == 1 else "shifts"
-
-
-def _explicitly_sharded() -> bool:
-    """Whether the current mesh (``jax.set_mesh``) has Explicit axes."""
-    mesh = jax.sharding.get_abstract_mesh()
-    return not mesh.empty and any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
-
-
-def _wrap_pad(field: jax.Array) -> jax.Array:
-    return jnp.pad(field, 1, mode="wrap")
-
-
 # Corner and edge weights of each stencil, before its overall scale.
 _WEIGHTS = {"9point": (1.0, 4.0, 6.0), "5point": (0.0, 1.0, 1.0)}
 
@@ -225,18 +188,19 @@ def _periodic_neighbours(x: jax.Array) -> jax.Array:
     return lax.add(_neighbours(x, 1), ends)
 
 
-def _outer_and_next(field: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
-    """The first and last rows (``axis=0``) or columns (``axis=1``) of ``field``, and the ones
-    just inside them, each as a ``(2, n)`` array: two strided slices."""
+def _edge_lines(field: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+    """The first and last lines of ``field`` along ``axis`` (its rows for ``axis=0``, its
+    columns for ``axis=1``), and the lines just inside them, each pair laid out as a ``(2, n)``
+    array (columns transposed): two strided slices."""
     size = field.shape[axis]
 
-    def rows(start: int, stop: int, stride: int) -> jax.Array:
+    def lines(start: int, stop: int, stride: int) -> jax.Array:
         limits = [(0, n, 1) for n in field.shape]
         limits[axis] = (start, stop, stride)
         picked = lax.slice(field, *zip(*limits, strict=True))
         return picked if axis == 0 else lax.transpose(picked, (1, 0))
 
-    outer, inner = rows(0, size, size - 1), rows(1, size - 1, max(size - 3, 1))
+    outer, inner = lines(0, size, size - 1), lines(1, size - 1, max(size - 3, 1))
     if inner.shape[0] == 1:  # a side of 3: the middle row is next to both outer ones
         inner = lax.broadcast_in_dim(inner, outer.shape, (0, 1))
     return outer, inner
@@ -256,8 +220,8 @@ def _edge_values(outer: jax.Array, inner: jax.Array, stencil: str) -> jax.Array:
 def _ring_values(field: jax.Array, stencil: str) -> jax.Array:
     """The periodic stencil (before its overall scale) on the outer ring of the 2-D ``field``,
     packed as ``[row 0 (w), row h-1 (w), column 0 (h), column w-1 (h)]``. O(h + w) work."""
-    rows = _edge_values(*_outer_and_next(field, 0), stencil)
-    cols = _edge_values(*_outer_and_next(field, 1), stencil)
+    rows = _edge_values(*_edge_lines(field, 0), stencil)
+    cols = _edge_values(*_edge_lines(field, 1), stencil)
     return lax.concatenate([lax.reshape(rows, (rows.size,)), lax.reshape(cols, (cols.size,))], 0)
 
 
@@ -268,7 +232,7 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     the interior's result (zeros on the ring) keeps the reads inside ``field``: the loop that
     consumes it then masks all nine reads with the pad's one column bound, where taps that are
     each zero-padded need a mask apiece, which made the loop compute-bound
-    (``benchmarks/README.md``). The ring's values (:func:`_ring_values`, O(h + w)) are computed
+    (docs' performance notes). The ring's values (:func:`_ring_values`, O(h + w)) are computed
     once into one small vector, kept out of the loop by ``optimization_barrier``, and put in
     place by ``iota`` selects, rows over columns at the corners. Fused in instead, they would be
     recomputed, with strided reads, for every element. Written with ``lax`` ops, which keeps
@@ -286,30 +250,34 @@ def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
     top, bottom, left, right = (
         lax.slice(ring, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
     )
-    out = zero_ring(interior_taps(field, stencil))
+    out = _zero_ring(_taps(field, stencil, (0, 1)))
     for axis, first, last in ((1, left, right), (0, top, bottom)):  # rows last: the corners
         index = lax.broadcasted_iota(np.int32, field.shape, axis)
         for at, values in ((field.shape[axis] - 1, last), (0, first)):
             spread = lax.broadcast_in_dim(values, field.shape, (1 - axis,))
             out = lax.select(lax.eq(index, np.int32(at)), spread, out)
-    return _unscaled(out, stencil)
+    return _divided_by_scale(out, stencil)
 
 
-def zero_ring(interior: jax.Array) -> jax.Array:
+def _zero_ring(interior: jax.Array) -> jax.Array:
     """``interior`` of a 2-D field inside a ring of zeros: ``(h - 2, w - 2)`` to ``(h, w)``."""
     return lax.pad(interior, np.zeros((), interior.dtype), [(1, 1, 0), (1, 1, 0)])
 
 
-def interior_taps(field: jax.Array, stencil: str) -> jax.Array:
-    """The 2-D stencil (before its overall scale) on the points of ``field`` that have all
-    their neighbours, ``(h - 2, w - 2)``: the interior of the ``"slices"`` form, each tap a
-    static ``slice`` of ``field``."""
+def _taps(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
+    """The stencil's weighted taps (before its overall scale) at every point of ``block`` that
+    has all its neighbours along ``axes`` (one axis: the line ``[1, -2, 1]``; two: the field's
+    rows and columns), each tap a static ``slice``: ``block`` shrinks by 2 along ``axes``."""
+
+    def tap(*offsets: int) -> jax.Array:
+        start, stop = [0] * block.ndim, list(block.shape)
+        for axis, offset in zip(axes, offsets, strict=True):
+            start[axis], stop[axis] = 1 + offset, block.shape[axis] - 1 + offset
+        return lax.slice(block, tuple(start), tuple(stop))
+
+    if len(axes) == 1:
+        return lax.sub(lax.add(tap(-1), tap(1)), _scaled(tap(0), 2.0))
     corner, edge, _ = _WEIGHTS[stencil]
-    rows, cols = field.shape
-
-    def tap(a: int, b: int) -> jax.Array:
-        return lax.slice(field, (1 + a, 1 + b), (rows - 1 + a, cols - 1 + b))
-
     total = lax.add(lax.add(tap(-1, 0), tap(1, 0)), lax.add(tap(0, -1), tap(0, 1)))
     if corner:
         corners = lax.add(lax.add(tap(-1, -1), tap(-1, 1)), lax.add(tap(1, -1), tap(1, 1)))
@@ -317,99 +285,37 @@ def interior_taps(field: jax.Array, stencil: str) -> jax.Array:
     return lax.sub(total, _scaled(tap(0, 0), 4.0 * (corner + edge)))
 
 
-def _unscaled(total: jax.Array, stencil: str) -> jax.Array:
-    """``total`` divided by the stencil's overall scale."""
+def stencil_on_padded(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
+    """The stencil on a ``block`` already padded by one slab on each side of ``axes`` (one axis
+    for a line, two for a field's rows and columns): the Laplacian of the unpadded block."""
+    total = _taps(block, stencil, axes)
+    return total if len(axes) == 1 else _divided_by_scale(total, stencil)
+
+
+def _divided_by_scale(total: jax.Array, stencil: str) -> jax.Array:
+    """``total`` divided by the stencil's overall scale (6 for the 9-point stencil)."""
     scale = _WEIGHTS[stencil][2]
     return lax.div(total, np.array(scale, total.dtype)) if scale != 1.0 else total
 
 
-def _group_offsets(step: int, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Zero-padded offsets over ``shape`` whose sum is a periodic shift by ``step`` (0 or +-1)
-    of those axes *flattened*: a step along the last axis, carrying into the earlier ones."""
-    if step == 0:
-        return [(0,) * len(shape)]
-    terms = []
-    for axis in range(len(shape) - 1, -1, -1):  # borrow from axis `axis`, wrap the later ones
-        later = tuple(-step * (n - 1) for n in shape[axis + 1 :])
-        terms.append((0,) * axis + (step,) + later)
-    terms.append(tuple(-step * (n - 1) for n in shape))  # the very first / last element
-    return [t for t in terms if all(abs(o) < n for o, n in zip(t, shape, strict=True))]
-
-
-def _shifted_per_axis(x: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
-    """:func:`_shifted` as one single-axis shift after another (equal: the bounds of different
-    axes are independent). Under sharding each step then moves data along one mesh axis only,
-    which XLA does with collective-permutes, where a diagonal move costs an all-gather."""
-    for axis, offset in enumerate(offsets):
-        if offset:
-            x = _shifted(x, tuple(offset if a == axis else 0 for a in range(x.ndim)))
-    return x
-
-
-def _periodic_tap(x: jax.Array, row_axes: int, row_step: int, col_step: int) -> jax.Array:
-    """``x`` shifted periodically by one tap of the field whose rows are the first
-    ``row_axes`` axes of ``x`` flattened, and whose columns are the others flattened."""
-    offsets = [
-        (*r, *c)
-        for r in _group_offsets(row_step, x.shape[:row_axes])
-        for c in _group_offsets(col_step, x.shape[row_axes:])
-    ]
-    terms = [_shifted_per_axis(x, o) for o in offsets]
-    out = terms[0]
-    for term in terms[1:]:
-        out = out + term
-    return out
-
-
-def _laplacian_shifts(x: jax.Array, stencil: str, row_axes: int) -> jax.Array:
-    """The stencil on the unfolded array, from zero-padded shifts that sum to periodic ones.
-
-    The field's rows are the first ``row_axes`` axes of ``x`` flattened, its columns the others
-    (all axes rows: a periodic line). Nothing is reshaped, concatenated or gathered: under SPMD
-    sharding every term is a slice and a pad of the array itself, which XLA partitions with
-    halo exchanges (collective-permutes) and no all-gather, whichever axes are sharded. Costs
-    ~2x the ``"slices"`` form on one CPU device.
-    """
-
-    def tap(row_step, col_step):
-        return _periodic_tap(x, row_axes, row_step, col_step)
-
-    if row_axes == x.ndim:
-        return (tap(-1, 0) + tap(1, 0)) - 2.0 * x
-    corner, edge, scale = _WEIGHTS[stencil]
-    edges = (tap(-1, 0) + tap(1, 0)) + (tap(0, -1) + tap(0, 1))
-    total = edge * edges - 4.0 * (corner + edge) * x
-    if corner:
-        corners = (tap(-1, -1) + tap(-1, 1)) + (tap(1, -1) + tap(1, 1))
-        total = corner * corners + total
-    return total / scale if scale != 1.0 else total
-
-
-def _laplacian_padded(field: jax.Array, stencil: str) -> jax.Array:
-    """The stencil from a wrap-padded copy: the obvious form, kept for benchmarks and tests."""
-    padded = _wrap_pad(field)
-    if field.ndim == 1:
-        return (padded[:-2] + padded[2:]) - 2.0 * padded[1:-1]
-    return _unscaled(interior_taps(padded, stencil), stencil)
-
-
 def _laplacian_conv(field: jax.Array, stencil: str) -> jax.Array:
-    kernel = _KERNEL_1D if field.ndim == 1 else _KERNELS_2D[stencil]
+    """The reference's form: ``lax.conv_general_dilated`` on a wrap-padded copy."""
+    weights = _KERNEL_1D if field.ndim == 1 else _KERNELS_2D[stencil]
+    # Built from scalar literals: an array constant cannot be closed over by the op that
+    # partitions the stencil (custom_partitioning traces it without constants).
+    entries = [lax.full((1,), float(w), field.dtype) for w in weights.ravel()]
+    kernel = lax.reshape(lax.concatenate(entries, 0), (1, 1, *weights.shape))
     out = lax.conv_general_dilated(
-        _wrap_pad(field)[None, None],
-        jnp.asarray(kernel, field.dtype)[None, None],
+        jnp.pad(field, 1, mode="wrap")[None, None],
+        kernel,
         window_strides=(1,) * field.ndim,
         padding="VALID",
     )
     return out[0, 0]
 
 
-_IMPLEMENTATIONS = {
-    "slices": _laplacian_slices,
-    "shifts": _laplacian_shifts,
-    "conv": _laplacian_conv,
-    "padded": _laplacian_padded,
-}
+# The local forms: the stencil on a field that is whole on one device. "auto" uses "slices".
+LOCAL_FORMS = {"slices": _laplacian_slices, "conv": _laplacian_conv}
 
 
 def laplacian(
@@ -435,15 +341,12 @@ def laplacian(
     Args:
       x: an array of any shape and floating dtype (real or complex).
       stencil: ``"9point"`` (isotropic, the default) or ``"5point"``. Static.
-      impl: ``"slices"`` (the interior from static slices of ``x``, the wrap-around outer
-        ring computed apart and selected in), ``"shifts"`` (zero-padded shifts of the
-        unfolded ``x`` that sum to periodic ones: the form XLA's SPMD partitioner turns into
-        halo exchanges),
-        ``"conv"`` (``lax.conv_general_dilated`` on a wrap-padded copy, the reference's form),
-        ``"padded"`` (static slices of a wrap-padded copy) or ``"auto"`` (``"slices"`` on one
-        device; on several, per leaf, the fastest form that partitions with halo exchanges
-        only: see :func:`resolve_implementation`). All give the
-        same numbers to float rounding. Static.
+      impl: ``"auto"`` (the default: on a leaf whole on one device, the interior from static
+        slices of ``x`` and the wrap-around outer ring computed apart; on a sharded leaf, the
+        same stencil on each shard with one-slab halos exchanged between neighbouring shards,
+        see the multi-device guide) or ``"conv"`` (``lax.conv_general_dilated`` on a
+        wrap-padded copy, the reference's form, for leaves whole on a device; sharded leaves get
+        the halo form). Both give the same numbers to float rounding. Static.
       fold: a :class:`Fold` naming the axes of the field's rows and columns, or ``None`` for
         the reference's ``(shape[0], prod(shape[1:]))``. Static.
 
@@ -488,34 +391,22 @@ def periodic_laplacian(
 ) -> jax.Array:
     """:func:`laplacian` without the checks, for use inside a traced update.
 
-    ``stencil`` and ``impl`` must be valid (``"auto"`` is resolved here, per leaf: see
-    :func:`resolve_implementation`) and ``fold`` checked (:func:`check_fold`) or ``None``.
-    Jitted, so that an update traces and lowers the stencil once per leaf shape, dtype and
-    fold, however many leaves share them (the blocks of a deep model do).
+    ``stencil`` and ``impl`` must be valid and ``fold`` checked (:func:`check_fold`) or
+    ``None``. The field's axes are brought in order by a transpose (local to each shard), then
+    :func:`ladam_optax._partitioned.folded_laplacian` partitions the stencil. Jitted, so that an
+    update traces the stencil once per leaf shape, dtype, sharding and fold, however many leaves
+    share them (the blocks of a deep model do).
     """
-    field_shape = folded_shape(x.shape, fold)
-    if field_shape is None:
+    from ladam_optax import _partitioned  # it builds on this module's local forms
+
+    if folded_shape(x.shape, fold) is None:
         return jnp.zeros_like(x)
-    impl = resolve_implementation(impl, x)
     fold = fold or default_fold(x.ndim)
     order = fold.rows + fold.cols
     moved = order != tuple(range(x.ndim))
-
-    def compute(y: jax.Array) -> jax.Array:
-        if moved:  # the field's axes in order: a transpose, local to each shard
-            y = lax.transpose(y, order)
-        if impl == "shifts":  # works on the unfolded array: no resharding reshape
-            out = _laplacian_shifts(y, stencil, len(fold.rows))
-        else:  # lax.reshape to the same shape is the identity, no op
-            out = _IMPLEMENTATIONS[impl](lax.reshape(y, field_shape), stencil)
-            out = lax.reshape(out, y.shape)
-        return lax.transpose(out, tuple(int(a) for a in np.argsort(order))) if moved else out
-
-    if _explicitly_sharded():
-        # Under Explicit axes, slices and pads of sharded dims have no sharding rule of their
-        # own: let the partitioner choose inside, and come back with the input's sharding.
-        sharded = jax.sharding.auto_axes(compute, out_sharding=jax.typeof(x).sharding)
-        out = cast(jax.Array, sharded(x))
-    else:
-        out = compute(x)
+    y = lax.transpose(x, order) if moved else x
+    form = "conv" if impl == "conv" else "slices"
+    out = _partitioned.folded_laplacian(y, stencil, len(fold.rows), form)
+    if moved:
+        out = lax.transpose(out, tuple(int(a) for a in np.argsort(order)))
     return out if out.dtype == x.dtype else out.astype(x.dtype)

@@ -1,0 +1,327 @@
+"""The periodic Laplacian of a leaf that may be sharded: halo exchanges only, chosen per leaf.
+
+A leaf whose field is whole on every device gets the fast local form (``_laplacian``'s
+``"slices"``, or ``"conv"``). A leaf sharded over devices gets, on each shard, the same stencil on
+its block padded with one slab from each neighbouring shard (``lax.ppermute``): halos only, never a
+gather of the leaf. Who knows the sharding decides:
+
+- Explicit mesh axes: the sharding is in the leaf's type while tracing (``jax.typeof``), with or
+  without ``jax.set_mesh``, so the stencil is a ``jax.shard_map`` over the leaf's own spec: plain
+  JAX, differentiable, batchable and exportable.
+- Auto axes, or no mesh: only the compiler knows the sharding, so the stencil is a
+  ``custom_partitioning`` op whose partition callback plans the halos from the sharding the
+  compiler propagated. On one device (or a computation placed on one device of many) JAX inlines
+  the local form and no callback runs. A ``custom_vjp`` (the operator is linear and
+  self-adjoint) and a ``custom_vmap`` (vmapped axes become independent leading axes of the op)
+  give it the differentiation and batching rules ``custom_partitioning`` lacks.
+
+Per group of the field (its rows, its columns) one sharded axis that its mesh axes divide evenly
+is exchanged as halos; any other sharded axis of the leaf is asked replicated, so the compiler
+gathers that axis (correct; the cost is documented in the multi-device guide).
+
+Layout of the arrays here: ``y`` is the leaf already transposed so that its first ``batch`` axes
+are independent (vmapped), the next ``rows`` axes flatten into the field's rows and the rest into
+its columns (none: a periodic line).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.interpreters import mlir
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ladam_optax import _laplacian
+
+FORMS = ("slices", "conv")
+
+
+class _Group(NamedTuple):
+    """How one group of the field (its rows or its columns) lies on the mesh.
+
+    ``start``/``stop``: the group's axes of ``y``. ``cut``: its sharded axis (``None``: whole on
+    every shard). ``mesh_axes``/``sizes``: the mesh axes sharding ``cut``, in the spec's order.
+    """
+
+    start: int
+    stop: int
+    cut: int | None
+    mesh_axes: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+
+class _Plan(NamedTuple):
+    spec: P  # the sharding the stencil works on (halo axes and batch axes kept)
+    groups: tuple[_Group, ...]  # rows, and columns unless the field is a line
+
+    @property
+    def halos(self) -> bool:
+        return any(g.cut is not None for g in self.groups)
+
+
+def _mesh_axes(entry: Any) -> tuple[str, ...]:
+    if entry is None:
+        return ()
+    return tuple(entry) if isinstance(entry, tuple | list) else (entry,)
+
+
+def _plan(mesh_shape: dict, shape: tuple[int, ...], spec: Any, batch: int, rows: int) -> _Plan:
+    """Per group, the first sharded axis that its mesh axes divide evenly; every other sharded
+    axis of the field is dropped from the spec (the compiler gathers it). Batch axes keep
+    their sharding: they need no halos."""
+    entries = tuple(spec) + (None,) * (len(shape) - len(tuple(spec)))
+    kept: list = list(entries[:batch]) + [None] * (len(shape) - batch)
+    bounds = [(batch, batch + rows)]
+    if batch + rows < len(shape):
+        bounds.append((batch + rows, len(shape)))
+    groups = []
+    for start, stop in bounds:
+        group = _Group(start, stop, None, (), ())
+        for axis in range(start, stop):
+            names = _mesh_axes(entries[axis])
+            sizes = tuple(mesh_shape[a] for a in names)
+            if names and group.cut is None and shape[axis] % math.prod(sizes) == 0:
+                group = _Group(start, stop, axis, names, sizes)
+                kept[axis] = entries[axis]
+        groups.append(group)
+    return _Plan(P(*kept), tuple(groups))
+
+
+# The local forms: the stencil on a block that is whole on this device.
+
+
+def _local(y: jax.Array, stencil: str, batch: int, rows: int, form: str) -> jax.Array:
+    """The stencil on every field of ``y`` (one per index of its batch axes), computed locally."""
+    shape = y.shape
+    field = (math.prod(shape[batch : batch + rows]),)
+    if batch + rows < y.ndim:
+        field += (math.prod(shape[batch + rows :]),)
+    compute = functools.partial(_laplacian.LOCAL_FORMS[form], stencil=stencil)
+    flat = lax.reshape(y, (math.prod(shape[:batch]), *field))
+    out = jax.vmap(compute)(flat) if batch else compute(lax.reshape(y, field))
+    return lax.reshape(out, shape)
+
+
+# The halo form: the stencil on each shard's block padded with its neighbours' edge slabs.
+
+
+def _ring(group: _Group, mesh_order: tuple[str, ...], step: int) -> tuple[tuple[str, ...], list]:
+    """``lax.ppermute`` pairs sending each shard's slab to the shard ``step`` further along the
+    group's sharded axis. Shards are numbered as ``NamedSharding`` tiles a dimension (the spec's
+    first mesh axis major); ppermute numbers a tuple of axes in the mesh's order, so the pairs
+    are translated."""
+    names = tuple(sorted(group.mesh_axes, key=mesh_order.index))
+    size = dict(zip(group.mesh_axes, group.sizes, strict=True))
+    count = math.prod(group.sizes)
+
+    def device_index(shard: int) -> int:
+        coords = {}
+        for axis in reversed(group.mesh_axes):
+            shard, coords[axis] = divmod(shard, size[axis])
+        index = 0
+        for axis in names:
+            index = index * size[axis] + coords[axis]
+        return index
+
+    pairs = [(device_index(k), device_index((k + step) % count)) for k in range(count)]
+    return names, pairs
+
+
+def _shard_number(group: _Group) -> jax.Array:
+    """This shard's position along the group's sharded axis (spec order, first axis major)."""
+    k = lax.axis_index(group.mesh_axes[0])
+    for axis, size in zip(group.mesh_axes[1:], group.sizes[1:], strict=True):
+        k = k * size + lax.axis_index(axis)
+    return k
+
+
+def _with_halos(block: jax.Array, axis: int, group: _Group, mesh_order: tuple[str, ...]):
+    """``block`` (its group viewed as ``(outer, run)`` at axes ``axis - 1, axis``) with one slab
+    added before and after along ``axis``: its own wrap when the group is whole here, else the
+    neighbouring shards' edge slabs.
+
+    A run is contiguous in the flattened group, so a shard's neighbour across its run's end is the
+    next shard's run of the same outer index, except at the ends of the ring, where the flattened
+    wrap carries into the next outer index: those two shards roll what they receive by one.
+    """
+    first = lax.slice_in_dim(block, 0, 1, axis=axis)
+    last = lax.slice_in_dim(block, block.shape[axis] - 1, block.shape[axis], axis=axis)
+    if group.cut is None:
+        return lax.concatenate([last, block, first], axis)
+    names, forward = _ring(group, mesh_order, 1)
+    _, backward = _ring(group, mesh_order, -1)
+    before = lax.ppermute(last, names, forward)  # the previous shard's last slab
+    after = lax.ppermute(first, names, backward)  # the next shard's first slab
+    if block.shape[axis - 1] > 1:
+        k, count = _shard_number(group), math.prod(group.sizes)
+        before = jnp.where(k == 0, jnp.roll(before, 1, axis - 1), before)
+        after = jnp.where(k == count - 1, jnp.roll(after, -1, axis - 1), after)
+    return lax.concatenate([before, block, after], axis)
+
+
+def _halo(y: jax.Array, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
+    """The per-shard body: each group viewed as ``(outer, run)`` (the axes before its sharded
+    axis, then the sharded axis and those after it), padded with halos (columns first, then the
+    rows of the column-padded block, which carries the corners), then the stencil's taps as
+    static slices of the padded block."""
+    view = [math.prod(y.shape[: plan.groups[0].start])]
+    for g in plan.groups:
+        cut = g.start if g.cut is None else g.cut
+        view += [math.prod(y.shape[g.start : cut]), math.prod(y.shape[cut : g.stop])]
+    block = lax.reshape(y, tuple(view))
+    for index in reversed(range(len(plan.groups))):
+        block = _with_halos(block, 2 + 2 * index, plan.groups[index], mesh_order)
+    out = _laplacian.stencil_on_padded(block, stencil, tuple(range(2, block.ndim, 2)))
+    return lax.reshape(out, y.shape)
+
+
+# Auto axes: the compiler's sharding, planned at compile time.
+
+
+def _partition(stencil, batch, rows, form, mesh, arg_shapes, result_shape):
+    del result_shape
+    x = arg_shapes[0]
+    plan = _plan(dict(mesh.shape), x.shape, x.sharding.spec, batch, rows)
+    sharding = NamedSharding(mesh, plan.spec)
+    if plan.halos:
+        body = functools.partial(
+            _halo, stencil=stencil, plan=plan, mesh_order=tuple(mesh.axis_names)
+        )
+    else:
+        body = functools.partial(_local, stencil=stencil, batch=batch, rows=rows, form=form)
+    return mesh, body, sharding, (sharding,)
+
+
+def _infer(stencil, batch, rows, form, mesh, arg_shapes, result_shape):  # GSPMD only
+    del form, result_shape
+    x = arg_shapes[0]
+    return NamedSharding(mesh, _plan(dict(mesh.shape), x.shape, x.sharding.spec, batch, rows).spec)
+
+
+def _rule(stencil, batch, rows, form, mesh, value_types, result_types):  # Shardy
+    dims = " ".join(f"d{i}" for i in range(len(value_types[0].shape)))
+    return f"{dims} -> {dims}"
+
+
+@functools.partial(custom_partitioning, static_argnums=(1, 2, 3, 4))
+def _compiler_planned(y, stencil, batch, rows, form):
+    return _local(y, stencil, batch, rows, form)
+
+
+_compiler_planned.def_partition(
+    partition=_partition,
+    infer_sharding_from_operands=_infer,
+    sharding_rule=_rule,
+)
+
+
+# The op as a primitive of its own, so that its lowering can see what it is lowered for: a
+# serialized export cannot carry custom_partitioning's compile-time callback, so there it lowers
+# to the plain local form (correct on any sharding; XLA then partitions it as it can). The
+# custom_partitioning form rides along as a jaxpr parameter: JAX finds it there and gives the
+# lowering the devices it needs.
+_laplacian_p = jax.extend.core.Primitive("ladam_periodic_laplacian")
+_laplacian_p.def_impl(lambda y, *, planned, **statics: _local(y, **statics))
+_laplacian_p.def_abstract_eval(lambda y, **params: y)
+
+
+def _lower(ctx, y, *, planned, stencil: str, batch: int, rows: int, form: str):
+    if ctx.module_context.lowering_parameters.for_export:
+        body = functools.partial(_local, stencil=stencil, batch=batch, rows=rows, form=form)
+    else:
+        body = lambda v: jax.extend.core.jaxpr_as_fun(planned)(v)[0]  # noqa: E731
+    return mlir.lower_fun(body, multiple_results=False)(ctx, y)
+
+
+mlir.register_lowering(_laplacian_p, _lower, cacheable=False)  # as custom_partitioning's
+
+
+@functools.cache
+def _batchable(stencil: str, batch: int, rows: int, form: str):
+    """The op for these statics with a vmap rule: vmapped axes become leading batch axes."""
+
+    @jax.custom_batching.custom_vmap
+    def op(y):
+        planned = jax.make_jaxpr(
+            functools.partial(_compiler_planned, stencil=stencil, batch=batch, rows=rows, form=form)
+        )(y)
+        return _laplacian_p.bind(
+            y, planned=planned, stencil=stencil, batch=batch, rows=rows, form=form
+        )
+
+    @op.def_vmap
+    def rule(axis_size, in_batched, y):
+        del axis_size
+        if not in_batched[0]:
+            return op(y), False
+        return _batchable(stencil, batch + 1, rows, form)(y), True
+
+    return op
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _planned(y: jax.Array, stencil: str, rows: int, form: str) -> jax.Array:
+    return _batchable(stencil, 0, rows, form)(y)
+
+
+def _planned_fwd(y, stencil, rows, form):
+    return _planned(y, stencil, rows, form), None
+
+
+def _planned_bwd(stencil, rows, form, residual, cotangent):
+    del residual  # linear and self-adjoint: the stencils are symmetric
+    return (_planned(cotangent, stencil, rows, form),)
+
+
+_planned.defvjp(_planned_fwd, _planned_bwd)
+
+
+# Explicit axes: the sharding is known while tracing.
+
+
+def _explicit_mesh(y: jax.Array) -> tuple[Any, Any, bool] | None:
+    """The mesh and spec of ``y`` if its mesh has Explicit axes, and whether they shard ``y``;
+    ``None`` for Auto axes or no mesh."""
+    sharding = jax.typeof(y).sharding
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty:
+        return None
+    explicit = {
+        name
+        for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+        if kind == AxisType.Explicit
+    }
+    if not explicit:
+        return None
+    named = {a for entry in sharding.spec for a in _mesh_axes(entry)}
+    return mesh, sharding.spec, bool(named & explicit)
+
+
+def folded_laplacian(y: jax.Array, stencil: str, rows: int, form: str) -> jax.Array:
+    """The stencil on ``y`` whose first ``rows`` axes are the field's rows and the rest its
+    columns, partitioned with halo exchanges wherever ``y`` is sharded (module docstring)."""
+    explicit = _explicit_mesh(y)
+    if explicit is None:
+        return _planned(y, stencil, rows, form)
+    mesh, spec, sharded = explicit
+    if not sharded:  # Explicit axes, replicated leaf: whole on every device
+        return _local(y, stencil, 0, rows, form)
+    plan = _plan(dict(mesh.shape), y.shape, spec, 0, rows)
+    moved = tuple(plan.spec) != tuple(spec) + (None,) * (y.ndim - len(tuple(spec)))
+    z = jax.sharding.reshard(y, plan.spec) if moved else y
+    if plan.halos:
+        body = functools.partial(
+            _halo, stencil=stencil, plan=plan, mesh_order=tuple(mesh.axis_names)
+        )
+    else:
+        body = functools.partial(_local, stencil=stencil, batch=0, rows=rows, form=form)
+    out = jax.shard_map(body, mesh=mesh, in_specs=plan.spec, out_specs=plan.spec)(z)
+    return jax.sharding.reshard(out, spec) if moved else out
