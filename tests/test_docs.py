@@ -1,10 +1,14 @@
-"""Every docstring example in the package runs and prints what it shows."""
+"""Every docstring example in the package runs and prints what it shows; the built site loads
+nothing from another site."""
 
 import doctest
+import html.parser
 import importlib
 import pkgutil
+import urllib.parse
 
 import pytest
+from helpers import IN_CI, REPO
 
 import ladam_optax
 
@@ -22,3 +26,44 @@ def test_public_api_is_documented():
         obj = getattr(ladam_optax, name)
         if callable(obj):
             assert obj.__doc__ and len(obj.__doc__.strip()) > 40, name
+
+
+BUILD = REPO / "docs" / "_build"
+
+
+class _Assets(html.parser.HTMLParser):
+    """The scripts and stylesheets a page loads."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script" and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        if tag == "link" and attrs.get("rel") == "stylesheet" and attrs.get("href"):
+            self.urls.append(attrs["href"])
+
+
+def test_built_pages_load_nothing_remote():
+    # CI builds the docs (sphinx-build -W -q -b html docs docs/_build) before the tests.
+    pages = sorted(BUILD.rglob("*.html"))
+    if not pages:
+        message = "docs not built: sphinx-build -W -q -b html docs docs/_build"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    mathjax = 0
+    for page in pages:
+        assets = _Assets()
+        assets.feed(page.read_text())
+        for url in assets.urls:
+            parts = urllib.parse.urlsplit(url)
+            where = f"{page.relative_to(BUILD)} loads {url}"
+            assert not parts.scheme and not parts.netloc, where
+            assert (page.parent / parts.path).resolve().is_file(), where
+            mathjax += parts.path.endswith("mathjax/tex-mml-chtml.js")
+    assert mathjax > 0  # the pages with math load the site's own MathJax
+    font = BUILD / "_static" / "mathjax" / "fonts" / "mathjax-newcm-font" / "chtml.js"
+    assert font.is_file()
