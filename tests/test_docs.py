@@ -5,6 +5,7 @@ import doctest
 import html.parser
 import importlib
 import pkgutil
+import re
 import urllib.parse
 
 import pytest
@@ -28,7 +29,33 @@ def test_public_api_is_documented():
             assert obj.__doc__ and len(obj.__doc__.strip()) > 40, name
 
 
-BUILD = REPO / "docs" / "_build"
+DOCS = REPO / "docs"
+
+
+def _blocks(page: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (DOCS / page).read_text(), flags=re.DOTALL)
+
+
+def _pages_with(language: str) -> list[str]:
+    return [p.name for p in sorted(DOCS.glob("*.md")) if _blocks(p.name, language)]
+
+
+@pytest.mark.parametrize("page", _pages_with("python"))
+def test_guide_programs_run(page):
+    """```python blocks in the guides are complete programs (```py blocks are fragments)."""
+    for block in _blocks(page, "python"):
+        exec(compile(block, page, "exec"), {})
+
+
+@pytest.mark.parametrize("page", _pages_with("pycon"))
+def test_guide_sessions_print_what_they_show(page):
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for i, block in enumerate(_blocks(page, "pycon")):
+        runner.run(doctest.DocTestParser().get_doctest(block, {}, f"{page}:{i}", page, 0))
+    assert runner.summarize(verbose=False).failed == 0
+
+
+BUILD = DOCS / "_build"
 
 
 class _Assets(html.parser.HTMLParser):
