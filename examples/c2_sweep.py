@@ -15,14 +15,18 @@ smoothing moved the steps from Adam's). Tasks:
 Digits: test accuracy and loss on a held-out quarter (a fixed split per seed). Each task compiles
 once: c2 is a hyperparameter of ``optax.inject_hyperparams``, set per run in the state.
 
-For each c2, the difference from Adam with a 95% Welch confidence interval and a Holm-corrected
-Welch p-value across the grid (``scipy``, which scikit-learn installs).
+Every c2 of one seed shares that seed's initialisation, data split and minibatches, so each c2 is
+compared with Adam on the per-seed differences (paired t-test, ``paired_stats.py``; ``scipy``,
+which scikit-learn installs), over the seeds both ran: the mean difference with a simultaneous
+95% interval (Bonferroni over the task's c2 > 0) and Holm-corrected p-values.
 
     python examples/c2_sweep.py [--tasks mlp cnn pinn] [--seeds 10] [--pinn-seeds 5]
         [--c2 0 1e-5 1e-4 1e-3 1e-2 3e-2 0.1 0.2 0.3] [--out runs/c2_sweep]
+    python examples/c2_sweep.py --report [--out DIR]   # no training: the tables of DIR's runs
 
-Writes OUT/results.json and OUT/c2_sweep.png, and OUT/runs.jsonl as it goes: run the same command
-again after an interruption and it resumes from the runs already finished.
+Writes OUT/results.json and OUT/c2_sweep.png from every run in OUT/runs.jsonl, which it appends
+to as it goes: run the same command again after an interruption and it resumes from the runs
+already finished; run it with other --c2 values and their runs join the same analysis.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from tqdm import tqdm
 import ladam_optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import paired_stats  # the paired statistics, shared with pinn_wave.py
 import pinn_wave  # the PINN's model, points, loss and metric
 
 GRID = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3)
@@ -51,7 +56,9 @@ LEARNING_RATE = 1e-3
 BATCH = 128  # digits minibatch, drawn with replacement each step (seeded)
 METRICS = {"pinn": ("l2_error", "relative L2 error"), "mlp": ("test_accuracy", "test accuracy")}
 METRICS["cnn"] = METRICS["mlp"]
-WIDTHS = (8, 9, 9, 30, 10, 10)  # columns of the printed table
+SHORT = {"pinn": "L2 error", "mlp": "test acc", "cnn": "test acc"}  # the README's Adam column
+WIDTHS = (8, 6, 9, 9, 32, 10, 10)  # columns of the printed table
+LIMIT = 0.3  # the stability limit of variance_lap with the 9-point stencil
 
 
 class DigitsMLP(nnx.Module):
@@ -102,6 +109,11 @@ def with_c2(state, c2: float):
     return state
 
 
+def all_finite(params) -> bool:
+    """Whether every parameter is finite (accuracy stays finite when they are not)."""
+    return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(params))
+
+
 def effect_summary(state, c2: float, fold) -> dict:
     """The diagnostic over every smoothed leaf: size-weighted median effect and clamped
     fraction, largest 99th percentile."""
@@ -147,10 +159,11 @@ def classifier_task(model_class, fold, steps: int):
         _, params = nnx.split(model_class(nnx.Rngs(seed)), nnx.Param)
         data = jax.tree.map(jnp.asarray, digits(seed))
         key = jax.random.key(seed)
-        _, state, loss, accuracy = train(params, with_c2(tx.init(params), c2), data, key)
+        params, state, loss, accuracy = train(params, with_c2(tx.init(params), c2), data, key)
         return {
             "test_accuracy": float(accuracy),
             "test_loss": float(loss),
+            "params_finite": all_finite(params),
             **effect_summary(state, c2, fold),
         }
 
@@ -190,63 +203,160 @@ def pinn_task(steps: int, width: int, interior: int, eval_every: int = 250):
         return {
             "l2_error": errors[-1],
             "best_l2_error": min(errors),
+            "params_finite": all_finite(params),
             **effect_summary(state, c2, None),
         }
 
     return run
 
 
+def run_is_finite(run: dict, metric: str) -> bool:
+    """The metric, the test loss and (where recorded) every parameter are finite."""
+    values = (run[metric], run.get("test_loss", 0.0))
+    return bool(np.isfinite(values).all()) and run.get("params_finite", True)
+
+
 def compare(task_runs: list[dict], metric: str, grid) -> list[dict]:
-    """Per c2: mean, std, the difference from Adam (c2 = 0) with a 95% Welch interval, and the
-    Welch p-value, Holm-corrected across the grid's c2 > 0."""
-    from scipy import stats
-
-    def values(c2):
-        return np.array([r[metric] for r in task_runs if r["c2"] == c2])
-
-    adam = values(0.0)
+    """Per c2 of ``grid``: the metric over seeds (``paired_stats.distribution``), the mean of
+    the runs' ``effect_median`` (``effect``) and clamped fraction, whether every run stayed
+    finite; for each c2 > 0 the paired comparison with Adam (c2 = 0) over the seeds both ran:
+    ``diff`` (mean of LAdam - Adam), a simultaneous 95% interval (Bonferroni over the c2 > 0),
+    the paired t-test's ``p`` and ``p_holm`` (Holm across the c2 > 0)."""
+    by_c2 = {c2: [r for r in task_runs if r["c2"] == c2] for c2 in grid}
+    per_seed = {c2: {r["seed"]: r[metric] for r in runs} for c2, runs in by_c2.items()}
+    tests = paired_stats.compare_pairs({c2: (per_seed[c2], per_seed[0.0]) for c2 in grid if c2 > 0})
     rows = []
-    for c2 in grid:
-        x = values(c2)
-        row = {"c2": c2, "seeds": len(x), "mean": float(x.mean()), "std": float(x.std(ddof=1))}
-        row["effect_median"] = float(
-            np.mean([r["effect_median"] for r in task_runs if r["c2"] == c2])
-        )
-        row["clamped_fraction"] = float(
-            np.mean([r["clamped_fraction"] for r in task_runs if r["c2"] == c2])
-        )
-        if c2 != 0.0:
-            test = stats.ttest_ind(x, adam, equal_var=False)
-            interval = test.confidence_interval(0.95)
-            row |= {
-                "diff": float(x.mean() - adam.mean()),
-                "ci_low": float(interval.low),
-                "ci_high": float(interval.high),
-                "p": float(test.pvalue) if np.isfinite(test.pvalue) else 1.0,
-            }
+    for c2, runs in by_c2.items():
+        row = {"c2": c2, **paired_stats.distribution([r[metric] for r in runs])}
+        row["seeds"] = row.pop("n")
+        row["effect"] = float(np.mean([r["effect_median"] for r in runs]))
+        row["clamped_fraction"] = float(np.mean([r["clamped_fraction"] for r in runs]))
+        row["finite"] = sum(run_is_finite(r, metric) for r in runs)
+        if c2 in tests:
+            row |= {key: value for key, value in tests[c2].items() if key != "paired_seeds"}
         rows.append(row)
     # Entries at the eps floor at the smallest c2 are Adam's own (zero gradients, dead units,
     # barely lifted by a tiny Laplacian); more than those at a larger c2 is the smoothing's doing.
     floor = next((r["clamped_fraction"] for r in rows if r["c2"] > 0), 0.0)
     for row in rows:
         row["clamped_increase"] = row["clamped_fraction"] - floor
-    tested = sorted((r for r in rows if "p" in r), key=lambda r: r["p"])
-    running = 0.0
-    for rank, row in enumerate(tested):  # Holm: step-down, monotone
-        running = max(running, min(1.0, (len(tested) - rank) * row["p"]))
-        row["p_holm"] = running
     return rows
 
 
 def verdict(row: dict) -> str:
-    """``"Adam"``, ``"breaks"`` (a non-finite metric, or more than 1% of the entries driven to
-    the eps floor beyond those Adam's own variance leaves there), ``"differs"`` (Holm p < 0.05)
-    or ``"same as Adam"``."""
-    if "p_holm" not in row:
+    """``"Adam"``; ``"breaks"`` (a run whose metric, test loss or parameters are not finite, or
+    more than 1% of the entries driven to the eps floor beyond those at the grid's smallest
+    c2 > 0); ``"differs"`` (Holm p < 0.05) or ``"same as Adam"``."""
+    if row["c2"] == 0.0:
         return "Adam"
-    if row["clamped_increase"] > 0.01 or not np.isfinite(row["mean"]):
+    if row["finite"] < row["seeds"] or row["clamped_increase"] > 0.01:
         return "breaks"
     return "differs" if row["p_holm"] < 0.05 else "same as Adam"
+
+
+def analyze(runs: list[dict]) -> dict:
+    """``compare`` for each task of ``runs``, over every c2 it ran; all runs of a task must share
+    its settings (steps, sizes): one analysis mixes no two settings."""
+    summary = {}
+    for task in ("mlp", "cnn", "pinn"):
+        task_runs = [r for r in runs if r["task"] == task]
+        if not task_runs:
+            continue
+        settings = {json.dumps(r["settings"], sort_keys=True) for r in task_runs}
+        if len(settings) > 1:
+            raise ValueError(
+                f"the {task} runs have several settings ({', '.join(sorted(settings))}); "
+                "keep the runs of other settings in another --out"
+            )
+        grid = sorted({0.0, *(r["c2"] for r in task_runs)})
+        summary[task] = compare(task_runs, METRICS[task][0], grid)
+    return summary
+
+
+def _c2(c2: float) -> str:
+    return f"{c2:g}"
+
+
+def _interval(row: dict, digits: int) -> str:
+    if not np.isfinite(row["diff"]):
+        return "not tested"
+    f = f"{{:+.{digits}f}}"
+    return f"{f.format(row['diff'])} [{f.format(row['ci_low'])}, {f.format(row['ci_high'])}]"
+
+
+TASK_TITLES = {
+    "mlp": "MLP on digits, test accuracy",
+    "cnn": "CNN on digits with `torch_folds`, test accuracy",
+    "pinn": "wave PINN ({steps} steps), relative L2 error",
+}
+README_TASKS = {
+    "mlp": "MLP on digits",
+    "cnn": "CNN on digits, `torch_folds`",
+    "pinn": "wave PINN, {steps} steps",
+}
+
+
+def report_tables(results: dict) -> dict[str, str]:
+    """The Markdown the README (``c2-sweep``) and ``docs/evidence.md`` (``c2-sweep-tasks``) show,
+    from ``results.json``'s content."""
+    summary, settings = results["summary"], results["settings"]
+    readme = [
+        "| task (seeds) | Adam (mean +/- std) | c2 <= 0.3 where LAdam differs from Adam "
+        "(Holm p < 0.05) | largest paired difference, c2 <= 0.3: c2, LAdam - Adam "
+        "[simultaneous 95% CI] | c2 = 0.5 (above the limit) |",
+        "|---|---|---|---|---|",
+    ]
+    effects = []
+    for task, rows in summary.items():
+        adam, smoothed = rows[0], [r for r in rows[1:] if r["c2"] <= LIMIT]
+        digits = 3 if task == "pinn" else 4
+        differs = [_c2(r["c2"]) for r in smoothed if verdict(r) == "differs"]
+        holm = min(r["p_holm"] for r in smoothed)
+        largest = max(smoothed, key=lambda r: abs(r["diff"]))
+        above = [r for r in rows if r["c2"] > LIMIT]
+        beyond = "; ".join(
+            f"{_c2(r['c2'])}: {verdict(r)}, {SHORT[task]} {r['mean']:.2f}; parameters not "
+            f"finite in {r['seeds'] - r['finite']} of {r['seeds']} seeds"
+            for r in above
+        )
+        name = README_TASKS[task].format(**settings[task])
+        readme.append(
+            f"| {name} ({adam['seeds']}) | "
+            f"{SHORT[task]} {adam['mean']:.3f} +/- {adam['std']:.3f} | "
+            f"{', '.join(differs) or f'none (smallest Holm p {holm:.2f})'} | "
+            f"{_c2(largest['c2'])}: {_interval(largest, digits)} | {beyond or 'not run'} |"
+        )
+        effects.append(
+            f"{task} {smoothed[0]['effect']:.1e} at c2 = {_c2(smoothed[0]['c2'])}, "
+            f"{smoothed[-1]['effect']:.2f} at c2 = {_c2(smoothed[-1]['c2'])}"
+        )
+    readme.append("")
+    readme.append(
+        "Step change at the end of training (`smoothing_effect`: each leaf's median relative "
+        "change of the step, averaged over the leaves weighted by their size, leaves the "
+        f"smoothing skips counting 0): {'; '.join(effects)}."
+    )
+    evidence = []
+    for task, rows in summary.items():
+        adam = rows[0]
+        digits = 3 if task == "pinn" else 4
+        title = TASK_TITLES[task].format(**settings[task])
+        evidence += [
+            f"**{title}** ({adam['seeds']} seeds; Adam {adam['mean']:.4f} +/- {adam['std']:.4f}):",
+            "",
+            "| c2 | paired seeds | mean +/- std | LAdam - Adam, paired [simultaneous 95% CI] | "
+            "lower than Adam on | p | p (Holm) | step change | clamped | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows[1:]:
+            evidence.append(
+                f"| {_c2(r['c2'])} | {r['n']} | {r['mean']:.4f} +/- {r['std']:.4f} | "
+                f"{_interval(r, digits)} | {r['lower']}/{r['n']} | "
+                f"{r['p']:.3f} | {r['p_holm']:.2f} | "
+                f"{r['effect']:.1e} | {r['clamped_fraction']:.4f} | {verdict(r)} |"
+            )
+        evidence.append("")
+    return {"c2-sweep": "\n".join(readme), "c2-sweep-tasks": "\n".join(evidence).rstrip()}
 
 
 def plot(summary: dict, path: pathlib.Path) -> None:
@@ -267,7 +377,7 @@ def plot(summary: dict, path: pathlib.Path) -> None:
             marker="o", capsize=3, label="LAdam",
         )  # fmt: skip
         for r in smoothed:
-            if r.get("p_holm", 1.0) < 0.05:
+            if verdict(r) == "differs":
                 ax.annotate("*", (r["c2"], r["mean"]), ha="center", va="bottom", fontsize=14)
         ax.set(
             xscale="log",
@@ -276,10 +386,8 @@ def plot(summary: dict, path: pathlib.Path) -> None:
             title=f"{task} ({adam['seeds']} seeds)",
         )
         twin = ax.twinx()
-        twin.plot(
-            c2, [max(r["effect_median"], 1e-12) for r in smoothed], "k:", label="median effect"
-        )
-        twin.set(yscale="log", ylabel="median step change vs Adam (dotted)")
+        twin.plot(c2, [max(r["effect"], 1e-12) for r in smoothed], "k:", label="step change")
+        twin.set(yscale="log", ylabel="step change vs Adam (dotted)")
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -300,6 +408,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--pinn-width", type=int, default=64)
     parser.add_argument("--pinn-interior", type=int, default=500)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/c2_sweep"))
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: analyse OUT/runs.jsonl, write OUT/results.json and the plot, and "
+        "print the Markdown tables of the README and docs/evidence.md",
+    )
     args = parser.parse_args(argv)
     for name in (
         "seeds",
@@ -326,11 +440,10 @@ def main(argv=None) -> dict:
         "cnn": lambda: classifier_task(DigitsCNN, ladam_optax.torch_folds, args.digits_steps),
     }
     journal = args.out / "runs.jsonl"
-    done = {}
-    if journal.exists():
-        for line in journal.read_text().splitlines():
-            run = json.loads(line)
-            done[(run["task"], run["c2"], run["seed"], json.dumps(run["settings"]))] = run
+    journaled = read_journal(journal)
+    if args.report:
+        return write_results(journaled, args.out, markdown=True)
+    done = {run_key(run): run for run in journaled}
     runs = []
     plan = [
         (task, c2, seed)
@@ -341,7 +454,7 @@ def main(argv=None) -> dict:
     tasks = {}
     bar = tqdm(plan, desc="c2 sweep", disable=not sys.stderr.isatty())
     for task, c2, seed in bar:
-        key = (task, c2, seed, json.dumps(settings[task]))
+        key = run_key({"task": task, "c2": c2, "seed": seed, "settings": settings[task]})
         if key in done:
             runs.append(done[key])
             continue
@@ -366,32 +479,49 @@ def main(argv=None) -> dict:
         else:
             bar.write(line)
         runs.append(run)
-    summary = {
-        task: compare([r for r in runs if r["task"] == task], METRICS[task][0], grid)
-        for task in args.tasks
-    }
+    # The analysis covers every run of the journal (earlier invocations' too), this one's first.
+    planned = {run_key(r) for r in runs}
+    return write_results(runs + [r for r in journaled if run_key(r) not in planned], args.out)
+
+
+def run_key(run: dict) -> tuple:
+    """What identifies a run in the journal: task, c2, seed and settings."""
+    return (run["task"], run["c2"], run["seed"], json.dumps(run["settings"]))
+
+
+def read_journal(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def write_results(runs: list[dict], out: pathlib.Path, markdown: bool = False) -> dict:
+    """Analyses ``runs``, prints the tables, writes OUT/results.json and OUT/c2_sweep.png."""
+    summary = analyze(runs)
     for task, rows in summary.items():
         print(f"\n{task}: {METRICS[task][1]} by c2 ({rows[0]['seeds']} seeds)")
-        header = ("c2", "mean", "std", "diff [95% CI]", "p (Holm)", "effect")
+        header = ("c2", "pairs", "mean", "std", "LAdam - Adam [simult. 95%]", "p (Holm)", "effect")
         print("".join(f"{h:>{w}}" for h, w in zip(header, WIDTHS, strict=True)), " verdict")
         for r in rows:
-            ci = (
-                f"{r['diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if "diff" in r else ""
-            )
-            p = f"{r['p_holm']:.3f}" if "p_holm" in r else ""
-            cells = (f"{r['c2']:g}", f"{r['mean']:.4f}", f"{r['std']:.4f}", ci, p)
-            cells += (f"{r['effect_median']:.1e}",)
+            ci = "" if r["c2"] == 0.0 else _interval(r, 4)
+            p = "" if r["c2"] == 0.0 else f"{r['p_holm']:.3f}"
+            cells = (_c2(r["c2"]), str(r.get("n", "")), f"{r['mean']:.4f}", f"{r['std']:.4f}")
+            cells += (ci, p, f"{r['effect']:.1e}")
             print("".join(f"{c:>{w}}" for c, w in zip(cells, WIDTHS, strict=True)), "", verdict(r))
+    settings = {}
+    for run in runs:
+        settings.setdefault(run["task"], run["settings"])
     results = {
         "settings": settings,
         "learning_rate": LEARNING_RATE,
-        "grid": grid,
+        "grid": sorted({r["c2"] for r in runs} | {0.0}),
         "runs": runs,
         "summary": summary,
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    plot(summary, args.out / "c2_sweep.png")
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'c2_sweep.png'}")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot(summary, out / "c2_sweep.png")
+    print(f"wrote {out / 'results.json'} and {out / 'c2_sweep.png'}")
+    if markdown:
+        for name, table in report_tables(results).items():
+            print(f"\n<!-- {name} -->\n{table}")
     return results
 
 

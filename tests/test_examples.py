@@ -126,11 +126,12 @@ def test_c2_sweep(tmp_path, capsys):
     for task, rows in results["summary"].items():
         assert [r["c2"] for r in rows] == [0.0, 1e-4, 0.1], task
         adam, small, large = rows
-        assert adam["effect_median"] == 0.0 and "p_holm" not in adam
+        assert adam["effect"] == 0.0 and "p_holm" not in adam
         # The diagnostic grows with c2: ~c2 relative at these scales.
-        assert 0.0 < small["effect_median"] < large["effect_median"], task
+        assert 0.0 < small["effect"] < large["effect"], task
         for row in (small, large):
             assert row["ci_low"] <= row["diff"] <= row["ci_high"] and 0.0 <= row["p_holm"] <= 1.0
+            assert row["n"] == 2 and row["finite"] == 2
     assert (tmp_path / "c2_sweep.png").stat().st_size > 10_000
     # Resuming: every run comes back from the journal, none trains again.
     capsys.readouterr()
@@ -144,19 +145,94 @@ def test_c2_sweep(tmp_path, capsys):
     assert 0.0 < run["effect_median"] and 0.0 <= run["test_accuracy"] <= 1.0
 
 
-def test_c2_sweep_holm_correction():
+def test_holm_is_the_whole_step_down_procedure():
+    holm = _load("paired_stats").holm
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> the last is
+    # raised to 0.06 (monotone); returned in the order given.
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.01, 0.02, 0.03]), [0.03, 0.04, 0.04])
+    np.testing.assert_allclose(holm([0.4, 0.7, 0.9]), [1.0, 1.0, 1.0])  # capped at 1
+    np.testing.assert_allclose(holm([0.02]), [0.02])
+    # Ties keep their multipliers in the order given: 0.01 x 3, then 0.01 x 2 -> max is 0.03.
+    np.testing.assert_allclose(holm([0.01, 0.01, 0.5]), [0.03, 0.03, 0.5])
+
+
+def test_paired_test_matches_scipy_and_a_hand_computation():
+    require("scipy", "for the paired statistics")
+    from scipy import stats
+
+    paired = _load("paired_stats")
+    # Differences 1..5: mean 3, sd sqrt(2.5), t = 3 / (sqrt(2.5) / sqrt(5)) = 4.2426, df 4.
+    result = paired.paired_test([1.0, 2.0, 3.0, 4.0, 5.0], 0.95)
+    assert result["diff"] == pytest.approx(3.0)
+    assert result["p"] == pytest.approx(0.013236, abs=1e-6)
+    half = 2.776445 * np.sqrt(2.5) / np.sqrt(5)  # t(0.975, 4) x standard error
+    assert result["ci_low"] == pytest.approx(3.0 - half, rel=1e-6)
+    assert result["ci_high"] == pytest.approx(3.0 + half, rel=1e-6)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=12), rng.normal(size=12) + 0.3
+    for confidence in (0.95, 0.99, 1 - 0.05 / 8):
+        ours = paired.paired_test(a - b, confidence)
+        theirs = stats.ttest_rel(a, b)
+        interval = theirs.confidence_interval(confidence)
+        assert ours["p"] == pytest.approx(theirs.pvalue, rel=1e-9)
+        assert (ours["ci_low"], ours["ci_high"]) == pytest.approx(
+            (interval.low, interval.high), rel=1e-9
+        )
+    assert paired.paired_test([0.0, 0.0], 0.95)["p"] == 1.0
+    with pytest.raises(ValueError, match="at least 2 paired seeds"):
+        paired.paired_test([1.0], 0.95)
+
+
+def test_compare_pairs_pairs_by_seed_and_corrects_the_family():
+    require("scipy", "for the paired statistics")
+    from scipy import stats
+
+    paired = _load("paired_stats")
+    base = {0: 1.0, 1: 2.0, 2: 3.5, 3: 4.0, 5: 9.0}
+    a = {0: 1.5, 1: 2.9, 2: 3.6, 3: 5.1, 4: 0.0}  # seed 4 has no partner, seed 5 no run
+    b = {0: 0.9, 1: 2.2, 2: 3.4, 3: 4.05, 5: 8.0}
+    broken = {0: float("nan"), 1: 2.0, 2: 3.0}
+    rows = paired.compare_pairs({"a": (a, base), "b": (b, base), "broken": (broken, base)})
+    assert rows["a"]["paired_seeds"] == [0, 1, 2, 3] and rows["b"]["n"] == 5
+    for name, values in (("a", a), ("b", b)):
+        seeds = rows[name]["paired_seeds"]
+        x, y = [values[s] for s in seeds], [base[s] for s in seeds]
+        reference = stats.ttest_rel(x, y)
+        # Two tested comparisons (the broken one does not count): Bonferroni at 1 - 0.05 / 2.
+        interval = reference.confidence_interval(1 - 0.05 / 2)
+        assert rows[name]["p"] == pytest.approx(reference.pvalue, rel=1e-9)
+        assert rows[name]["ci_low"] == pytest.approx(interval.low, rel=1e-9)
+        assert rows[name]["ci_high"] == pytest.approx(interval.high, rel=1e-9)
+        assert rows[name]["diff"] == pytest.approx(np.mean(np.subtract(x, y)))
+    expected = paired.holm([rows["a"]["p"], rows["b"]["p"]])
+    assert [rows["a"]["p_holm"], rows["b"]["p_holm"]] == pytest.approx(expected)
+    assert rows["a"]["lower"] == 0 and rows["b"]["lower"] == 3
+    assert np.isnan(rows["broken"]["p_holm"]) and np.isnan(rows["broken"]["diff"])
+
+
+def test_c2_sweep_compare_and_verdicts():
+    require("scipy", "for the c2 sweep's statistics")
     example = _load("c2_sweep")
+    seeds = range(4)
+    metric = {0.0: [1.0, 1.1, 0.9, 1.3], 0.1: [2.0, 2.2, 1.9, 2.3], 0.2: [1.0, 1.2, 0.8, 1.3]}
     runs = [
-        {"c2": c2, "seed": s, "m": v, "effect_median": 0.0, "clamped_fraction": c2 / 10}
-        for c2, values in ((0.0, [1.0, 1.1, 0.9]), (0.1, [2.0, 2.1, 1.9]), (0.2, [1.0, 1.2, 0.8]))
-        for s, v in enumerate(values)
+        {"c2": c2, "seed": s, "m": metric[c2][s], "effect_median": c2, "clamped_fraction": c2 / 10}
+        for c2 in metric
+        for s in seeds
     ]
-    rows = example.compare(runs, "m", [0.0, 0.1, 0.2])
-    p = {r["c2"]: r for r in rows if "p" in r}
-    # Holm: the smallest p doubled (two tests), the next one at least as large.
-    assert p[0.1]["p_holm"] == pytest.approx(min(1.0, 2 * p[0.1]["p"]))
-    assert p[0.2]["p_holm"] >= p[0.1]["p_holm"]
-    assert example.verdict(p[0.1]) == "differs"
+    runs.append({**runs[-1], "c2": 0.5, "params_finite": False})  # one seed, parameters NaN
+    rows = {r["c2"]: r for r in example.compare(runs, "m", [0.0, 0.1, 0.2, 0.5])}
+    paired = _load("paired_stats").compare_pairs(
+        {c2: ({s: metric[c2][s] for s in seeds}, dict(enumerate(metric[0.0]))) for c2 in (0.1, 0.2)}
+    )  # the 0.5 comparison has one paired seed: not tested, not counted
+    for c2 in (0.1, 0.2):
+        for key in ("diff", "ci_low", "ci_high", "p", "p_holm", "n"):
+            assert rows[c2][key] == pytest.approx(paired[c2][key]), (c2, key)
+    assert example.verdict(rows[0.0]) == "Adam"
+    assert example.verdict(rows[0.1]) == "differs"  # +1.0 on every seed
+    assert example.verdict(rows[0.2]) == "same as Adam"
+    assert example.verdict(rows[0.5]) == "breaks"  # accuracy finite, parameters not
     # 0.2: 1% more entries at the eps floor than at the smallest c2 (0.1), the edge of "breaks".
-    assert p[0.2]["clamped_increase"] == pytest.approx(0.01)
-    assert example.verdict(rows[0]) == "Adam"
+    assert rows[0.2]["clamped_increase"] == pytest.approx(0.01)
+    assert example.verdict({**rows[0.2], "clamped_increase": 0.011}) == "breaks"
