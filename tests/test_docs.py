@@ -1,15 +1,19 @@
 """Every docstring example in the package runs and prints what it shows; the built site loads
 nothing from another site."""
 
+import contextlib
 import doctest
 import html.parser
 import importlib
+import io
 import pkgutil
 import re
 import urllib.parse
+import warnings
 
+import jax
 import pytest
-from helpers import IN_CI, REPO
+from helpers import IN_CI, REPO, require
 
 import ladam_optax
 
@@ -40,11 +44,42 @@ def _pages_with(language: str) -> list[str]:
     return [p.name for p in sorted(DOCS.glob("*.md")) if _blocks(p.name, language)]
 
 
+def _is_fold(x) -> bool:
+    return isinstance(x, ladam_optax.Fold)
+
+
+def _check_equinox(namespace: dict, printed: str) -> None:
+    """The Equinox guide's claims: every optimizer trains the CNN; ``torch_folds`` finds no
+    Flax leaf in an Equinox model; ``line_biases`` folds exactly the conv biases."""
+    eqx = require("equinox", "for the Equinox guide")
+    accuracies = [float(a) for a in re.findall(r"test accuracy (\S+)", printed)]
+    assert len(accuracies) == 4 and min(accuracies) > 0.85, printed  # chance is 0.1
+    params = eqx.filter(namespace["CNN"](jax.random.key(0)), eqx.is_inexact_array)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it may warn that it recognises no leaf
+        folds = ladam_optax.torch_folds(params)
+    assert not [f for f in jax.tree.leaves(folds, is_leaf=_is_fold) if _is_fold(f)]
+    lines = jax.tree_util.tree_leaves_with_path(namespace["line_biases"](params), is_leaf=_is_fold)
+    assert [(jax.tree_util.keystr(path), fold) for path, fold in lines] == [
+        (".conv1.bias", ladam_optax.Fold(rows=(0, 1, 2), cols=())),
+        (".conv2.bias", ladam_optax.Fold(rows=(0, 1, 2), cols=())),
+    ]
+
+
+PAGE_CHECKS = {"equinox.md": _check_equinox}
+
+
 @pytest.mark.parametrize("page", _pages_with("python"))
 def test_guide_programs_run(page):
     """```python blocks in the guides are complete programs (```py blocks are fragments)."""
+    if page == "equinox.md":
+        require("equinox", "for the Equinox guide")
     for block in _blocks(page, "python"):
-        exec(compile(block, page, "exec"), {})
+        namespace, printed = {}, io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(block, page, "exec"), namespace)
+        if page in PAGE_CHECKS:
+            PAGE_CHECKS[page](namespace, printed.getvalue())
 
 
 @pytest.mark.parametrize("page", _pages_with("pycon"))
