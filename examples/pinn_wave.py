@@ -7,14 +7,22 @@ t = 0, 200 on the boundaries (100 at x = 0, 100 at x = 1). Loss: mean residual^2
 + initial velocity + boundary terms, equal weights, full batch. Metric: relative L2 error on a
 101 x 101 grid.
 
-Runs Adam (lr 1e-3) and LAdam (lr 1e-3) for each --c2, plus the ablation c2 = 1e-30 (the
-Laplacian term vanishes, only LAdam's variance floor max(v_hat, eps) remains), over --seeds.
+Runs Adam (lr 1e-3), Adam with each larger --adam-eps, and LAdam (lr 1e-3) for each --c2, plus
+the ablation c2 = 1e-30 (the Laplacian term vanishes, only LAdam's variance floor max(v_hat, eps)
+remains), over --seeds. Every configuration of one seed shares its init and points (paired).
+
+Reports each configuration's final L2 error over seeds (mean, median, std, worst runs) and, paired
+by seed over the seeds where both ran (``paired_stats.py``, one family, Holm-corrected, with
+simultaneous 95% intervals), the floor's effect (c2 = 1e-30 vs Adam), the Laplacian's (c2 = 1e-3
+vs 1e-30), and c2 = 1e-3 against Adam with eps = 1e-4 and against Adam, where those ran.
 
     python examples/pinn_wave.py [--steps 5000] [--eval-every 250] [--seeds 5]
-        [--c2 1e-5 1e-4 1e-3] [--out DIR]
+        [--c2 1e-5 1e-4 1e-3] [--adam-eps 1e-4] [--out DIR]
+    python examples/pinn_wave.py --report [--out DIR]   # no training: the tables of DIR's runs
 
 Writes DIR/results.json and DIR/pinn_wave.png, and DIR/runs.jsonl as it goes: run the same command
-again after an interruption and it resumes from the runs already finished.
+again after an interruption and it resumes from the runs already finished. ``--report`` analyses
+every run of DIR/runs.jsonl with the given --steps, --interior and --eval-every.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import functools
 import itertools
 import json
 import pathlib
+import sys
 import time
 
 import jax
@@ -35,8 +44,25 @@ from tqdm import tqdm
 
 import ladam_optax
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import paired_stats  # the paired statistics, shared with c2_sweep.py
+
 CURVE_EVERY = 250
+ADAM_EPS = 1e-8
 ABLATION_C2 = 1e-30
+LAPLACIAN_C2 = 1e-3  # the c2 the paired comparisons test
+LARGER_EPS = 1e-4  # Adam's eps that the floor resembles (sqrt of LAdam's eps scale)
+ADAM = ("adam", None, ADAM_EPS)  # (optimizer, c2, eps): one configuration
+# The paired comparisons (first minus second, per seed), one family.
+COMPARISONS = {
+    "floor: LAdam c2=1e-30 - Adam": (("ladam", ABLATION_C2, None), ADAM),
+    "Laplacian: LAdam c2=1e-3 - LAdam c2=1e-30": (
+        ("ladam", LAPLACIAN_C2, None),
+        ("ladam", ABLATION_C2, None),
+    ),
+    "LAdam c2=1e-3 - Adam eps=1e-4": (("ladam", LAPLACIAN_C2, None), ("adam", None, LARGER_EPS)),
+    "LAdam c2=1e-3 - Adam": (("ladam", LAPLACIAN_C2, None), ADAM),
+}
 
 
 class MLP(nnx.Module):
@@ -164,37 +190,77 @@ def train(
     }
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """Mean and std per optimizer configuration, and whether it differs from Adam beyond the
-    seed-to-seed spread (|mean difference| > std of Adam + std of the configuration)."""
+def key(run: dict) -> tuple:
+    """What identifies a run in the journal: seed, configuration, steps, points, evaluations."""
+    eps = run.get("eps", ADAM_EPS if run["optimizer"] == "adam" else None)
+    return (run["seed"], run["optimizer"], run["c2"], eps, run["steps"], run["interior"],
+            run.get("eval_every", CURVE_EVERY))  # fmt: skip
+
+
+def read_journal(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def configuration(run: dict) -> tuple:
+    """``(optimizer, c2, eps)``: Adam's eps (1e-8 where the journal predates the key), ``None``
+    for LAdam."""
+    return (
+        run["optimizer"],
+        run["c2"],
+        run.get("eps", ADAM_EPS if run["optimizer"] == "adam" else None),
+    )
+
+
+def _order(config: tuple) -> tuple:
+    optimizer, c2, eps = config
+    return (optimizer != "adam", eps or 0.0, c2 or 0.0)
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per configuration (``configurations``): the final relative L2 error over seeds (``n``,
+    mean, median, std, min, max and the three worst runs) and the best error of each curve;
+    ``comparisons``: :data:`COMPARISONS` whose two configurations ran, paired by seed over the
+    seeds where both finished (``paired_stats.compare_pairs``: mean difference with a
+    simultaneous 95% interval, paired t-test p-values, Holm-corrected)."""
     groups: dict = {}
     for run in runs:
-        groups.setdefault((run["optimizer"], run["c2"]), []).append(run)
+        groups.setdefault(configuration(run), []).append(run)
     rows = []
-    for (optimizer, c2), group in groups.items():
-        final = np.array([r["l2_error"] for r in group])
-        best = np.array([min(e for _, e in r["l2_curve"]) for r in group])
+    for config in sorted(groups, key=_order):
+        group = sorted(groups[config], key=lambda r: r["seed"])
+        final = paired_stats.distribution([r["l2_error"] for r in group])
+        best = paired_stats.distribution([min(e for _, e in r["l2_curve"]) for r in group])
+        worst = sorted(group, key=lambda r: -r["l2_error"])[:3]
+        optimizer, c2, eps = config
         rows.append(
             {
                 "optimizer": optimizer,
                 "c2": c2,
-                "seeds": len(group),
-                "l2_mean": float(final.mean()),
-                "l2_std": float(final.std(ddof=1)) if len(group) > 1 else 0.0,
-                "best_l2_mean": float(best.mean()),
-                "best_l2_std": float(best.std(ddof=1)) if len(group) > 1 else 0.0,
+                "eps": eps,
+                "label": label({"optimizer": optimizer, "c2": c2, "eps": eps}),
+                "seeds": final.pop("n"),
+                **{f"l2_{k}": v for k, v in final.items()},
+                "best_l2_mean": best["mean"],
+                "best_l2_std": best["std"],
+                "worst": [[r["seed"], r["l2_error"]] for r in worst],
             }
         )
-    adam = next(r for r in rows if r["optimizer"] == "adam")
-    for row in rows:
-        spread = row["l2_std"] + adam["l2_std"]
-        row["vs_adam"] = (row["l2_mean"] - adam["l2_mean"]) / adam["l2_mean"]
-        row["beyond_spread"] = abs(row["l2_mean"] - adam["l2_mean"]) > spread
-    return rows
+    per_seed = {c: {r["seed"]: r["l2_error"] for r in g} for c, g in groups.items()}
+    pairs = {
+        name: (per_seed[a], per_seed[b])
+        for name, (a, b) in COMPARISONS.items()
+        if a in per_seed and b in per_seed
+    }
+    tests = paired_stats.compare_pairs(pairs)
+    comparisons = [{"comparison": name, **row} for name, row in tests.items()]
+    return {"configurations": rows, "comparisons": comparisons}
 
 
 def label(row) -> str:
-    return "adam" if row["optimizer"] == "adam" else f"ladam c2={row['c2']:g}"
+    if row["optimizer"] == "ladam":
+        return f"ladam c2={row['c2']:g}"
+    eps = row.get("eps", ADAM_EPS)
+    return "adam" if eps in (None, ADAM_EPS) else f"adam eps={eps:g}"
 
 
 def plot(runs, rows, path):
@@ -206,7 +272,7 @@ def plot(runs, rows, path):
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     colors = {}
     for run in runs:
-        key = "adam" if run["optimizer"] == "adam" else f"ladam c2={run['c2']:g}"
+        key = label(run)
         color = colors.setdefault(key, f"C{len(colors)}")
         steps = np.arange(len(run["loss_curve"])) * 10
         left.plot(steps, run["loss_curve"], color=color, alpha=0.5, lw=0.8, label=key)
@@ -214,7 +280,7 @@ def plot(runs, rows, path):
     unique = dict(zip(labels, handles, strict=True))
     left.legend(unique.values(), unique.keys())
     left.set(yscale="log", xlabel="step", ylabel="PINN loss", title="Training loss (every seed)")
-    names = [label(r) for r in rows]
+    names = [r["label"] for r in rows]
     right.bar(
         names,
         [r["l2_mean"] for r in rows],
@@ -236,11 +302,20 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--c2", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3])
+    parser.add_argument(
+        "--adam-eps", type=float, nargs="*", default=[], help="extra Adam runs with these eps"
+    )
     parser.add_argument("--no-ablation", action="store_true", help="skip the c2=1e-30 row")
     parser.add_argument(
         "--interior", type=int, default=2000, help="interior points (2000 is the benchmark)"
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/pinn_wave"))
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: analyse the runs of OUT/runs.jsonl with these --steps, --interior "
+        "and --eval-every, write OUT/results.json and the plot, print the Markdown tables",
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.eval_every < 1:
         parser.error(
@@ -248,54 +323,112 @@ def main(argv=None) -> dict:
         )
     args.out.mkdir(parents=True, exist_ok=True)
 
-    configs = [("adam", None, optax.adam(1e-3))]
+    # (optimizer, c2, Adam's eps or None for LAdam, transformation)
+    configs = [("adam", None, ADAM_EPS, optax.adam(1e-3))]
+    configs += [("adam", None, eps, optax.adam(1e-3, eps=eps)) for eps in args.adam_eps]
     c2_values = list(args.c2) + ([] if args.no_ablation else [ABLATION_C2])
-    configs += [("ladam", c2, ladam_optax.ladam(1e-3, c2=c2)) for c2 in c2_values]
+    configs += [("ladam", c2, None, ladam_optax.ladam(1e-3, c2=c2)) for c2 in c2_values]
     # Every finished run is appended to runs.jsonl; a restarted command skips the runs it holds
     # (same seed, configuration, steps and points), so a long run can be resumed.
     journal = args.out / "runs.jsonl"
-    done = {}
-    if journal.exists():
-        for line in journal.read_text().splitlines():
-            run = json.loads(line)
-            key = (run["seed"], run["optimizer"], run["c2"], run["steps"], run["interior"])
-            done[(*key, run.get("eval_every", CURVE_EVERY))] = run
+    if args.report:
+        setting = (args.steps, args.interior, args.eval_every)
+        return write_results(
+            [r for r in read_journal(journal) if key(r)[4:] == setting], args, markdown=True
+        )
+    done = {key(run): run for run in read_journal(journal)}
     runs = []
     for seed in range(args.seeds):
-        for optimizer, c2, tx in configs:
-            name = optimizer if c2 is None else f"ladam c2={c2:g}"
-            key = (seed, optimizer, c2, args.steps, args.interior, args.eval_every)
-            if key in done:
-                run = done[key]
+        for optimizer, c2, eps, tx in configs:
+            name = label({"optimizer": optimizer, "c2": c2, "eps": eps})
+            run_key = (seed, optimizer, c2, eps, args.steps, args.interior, args.eval_every)
+            if run_key in done:
+                run = done[run_key]
                 print(f"seed {seed} {name:<16} L2 {run['l2_error']:.4f}  (from {journal.name})")
             else:
                 desc = f"seed {seed} {name}"
                 run = train(tx, seed, args.steps, desc, args.interior, args.eval_every)
-                run = {"seed": seed, "optimizer": optimizer, "c2": c2, "steps": args.steps,
-                       "interior": args.interior, "eval_every": args.eval_every, **run}  # fmt: skip
+                run = {"seed": seed, "optimizer": optimizer, "c2": c2, "eps": eps,
+                       "steps": args.steps, "interior": args.interior,
+                       "eval_every": args.eval_every, **run}  # fmt: skip
                 with journal.open("a") as f:
                     f.write(json.dumps(run) + "\n")
                 print(f"seed {seed} {name:<16} L2 {run['l2_error']:.4f}  {run['seconds']:.0f} s")
             runs.append(run)
-    rows = summarize(runs)
-    print(f"\n{'optimizer':<18}{'final L2':>18}{'best L2':>18}{'vs adam':>9}  beyond spread")
+    return write_results(runs, args)
+
+
+def write_results(runs: list[dict], args, markdown: bool = False) -> dict:
+    """Summarizes ``runs``, prints the tables, writes OUT/results.json and OUT/pinn_wave.png."""
+    summary = summarize(runs)
+    rows = summary["configurations"]
+    print(f"\n{'optimizer':<18}{'runs':>5}{'mean':>9}{'median':>9}{'std':>9}  worst (seed: L2)")
     for r in rows:
+        worst = ", ".join(f"{seed}: {l2:.4f}" for seed, l2 in r["worst"])
         print(
-            f"{label(r):<18}{r['l2_mean']:>10.4f} +/- {r['l2_std']:.4f}"
-            f"{r['best_l2_mean']:>10.4f} +/- {r['best_l2_std']:.4f}{r['vs_adam']:>+9.1%}"
-            f"  {'yes' if r['beyond_spread'] else 'no'}"
+            f"{r['label']:<18}{r['seeds']:>5}{r['l2_mean']:>9.4f}{r['l2_median']:>9.4f}"
+            f"{r['l2_std']:>9.4f}  {worst}"
         )
+    print(f"\n{'paired (first - second)':<44}{'seeds':>6}  mean [simult. 95% CI]   p (Holm)")
+    for c in summary["comparisons"]:
+        print(f"{c['comparison']:<44}{c['n']:>6}  {_interval(c)}   {c['p_holm']:.3f}")
     results = {
         "problem": "wave equation u_tt = u_xx on [0,1]^2, exact sin(pi x) cos(pi t)",
         "steps": args.steps,
         "interior_points": args.interior,
+        "eval_every": args.eval_every,
         "runs": runs,
         "summary": rows,
+        "comparisons": summary["comparisons"],
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     plot(runs, rows, args.out / "pinn_wave.png")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'pinn_wave.png'}")
+    if markdown:
+        for name, table in report_tables(results).items():
+            print(f"\n<!-- {name} -->\n{table}")
     return results
+
+
+def _interval(row: dict) -> str:
+    if not np.isfinite(row["diff"]):
+        return "not tested"
+    return f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+
+
+def report_tables(results: dict) -> dict[str, str]:
+    """The Markdown the README (``pinn``) and ``docs/evidence.md`` (``pinn-runs``) show, from
+    ``results.json``'s content."""
+    comparisons = [
+        "| paired comparison (first - second) | paired seeds | mean difference of final L2 "
+        "[simultaneous 95% CI] | median difference | first lower on | p | p (Holm) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in results["comparisons"]:
+        comparisons.append(
+            f"| {c['comparison']} | {c['n']} | {_interval(c)} | {c['median_diff']:+.4f} | "
+            f"{c['lower']}/{c['n']} | {c['p']:.3f} | {c['p_holm']:.2f} |"
+        )
+    detected = [c["comparison"] for c in results["comparisons"] if c["p_holm"] < 0.05]
+    comparisons += [
+        "",
+        "Differences detected (Holm p < 0.05): "
+        + ("; ".join(detected) if detected else "none")
+        + ".",
+    ]
+    runs = [
+        "| configuration | seeds | final L2 mean | median | std | min | max | worst runs "
+        "(seed: L2) | best L2 of the curve (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["summary"]:
+        worst = ", ".join(f"{seed}: {l2:.4f}" for seed, l2 in r["worst"])
+        runs.append(
+            f"| {r['label']} | {r['seeds']} | {r['l2_mean']:.4f} | {r['l2_median']:.4f} | "
+            f"{r['l2_std']:.4f} | {r['l2_min']:.4f} | {r['l2_max']:.4f} | {worst} | "
+            f"{r['best_l2_mean']:.4f} |"
+        )
+    return {"pinn": "\n".join(comparisons), "pinn-runs": "\n".join(runs)}
 
 
 if __name__ == "__main__":

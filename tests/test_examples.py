@@ -32,54 +32,53 @@ def test_quickstart(tmp_path, capsys):
 
 
 def test_pinn_wave(tmp_path, capsys):
-    args = [
-        "--steps",
-        "50",
-        "--eval-every",
-        "25",
-        "--seeds",
-        "2",
-        "--c2",
-        "1e-4",
-        "--interior",
-        "64",
-        "--out",
-        str(tmp_path),
-    ]
+    args = ["--steps", "30", "--eval-every", "15", "--seeds", "2", "--c2", "1e-3"]
+    args += ["--adam-eps", "1e-4", "--interior", "32", "--out", str(tmp_path)]
     _load("pinn_wave").main(args)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["steps"] == 50 and isinstance(results["problem"], str)
+    assert results["steps"] == 30 and isinstance(results["problem"], str)
     runs = results["runs"]
-    assert [(r["optimizer"], r["c2"]) for r in runs[:3]] == [
-        ("adam", None),
-        ("ladam", 1e-4),
-        ("ladam", 1e-30),
+    assert [(r["optimizer"], r["c2"], r["eps"]) for r in runs[:4]] == [
+        ("adam", None, 1e-8),
+        ("adam", None, 1e-4),
+        ("ladam", 1e-3, None),
+        ("ladam", 1e-30, None),
     ]
-    assert len(runs) == 6  # 3 configurations x 2 seeds
+    assert len(runs) == 8  # 4 configurations x 2 seeds
     for run in runs:
-        assert set(run) >= {
-            "optimizer",
-            "c2",
-            "seed",
-            "l2_error",
-            "final_loss",
-            "seconds",
-            "l2_curve",
-        }
-        assert [s for s, _ in run["l2_curve"]] == [25, 50] and run["l2_curve"][-1][1] == run[
-            "l2_error"
-        ]
+        assert set(run) >= {"optimizer", "c2", "eps", "seed", "l2_error", "final_loss", "l2_curve"}
+        assert [s for s, _ in run["l2_curve"]] == [15, 30]
+        assert run["l2_curve"][-1][1] == run["l2_error"]
         assert 0.0 < run["l2_error"] < 10.0 and np.isfinite(run["final_loss"])
-    assert {row["seeds"] for row in results["summary"]} == {2}
+    summary = {row["label"]: row for row in results["summary"]}
+    assert list(summary) == ["adam", "adam eps=0.0001", "ladam c2=1e-30", "ladam c2=0.001"]
+    for row in summary.values():
+        config = (row["optimizer"], row["c2"], row["eps"])
+        values = [r["l2_error"] for r in runs if (r["optimizer"], r["c2"], r["eps"]) == config]
+        assert row["seeds"] == 2 and row["l2_mean"] == pytest.approx(np.mean(values))
+        assert row["l2_median"] == pytest.approx(np.median(values))
+        assert row["worst"][0][1] == max(values)
+    # The four paired comparisons, each over both seeds, as one family.
+    comparisons = {c["comparison"]: c for c in results["comparisons"]}
+    assert len(comparisons) == 4 and {c["n"] for c in comparisons.values()} == {2}
+    floor = comparisons["floor: LAdam c2=1e-30 - Adam"]
+    by = {(r["optimizer"], r["c2"], r["seed"]): r["l2_error"] for r in runs if r["eps"] != 1e-4}
+    expected = np.mean([by["ladam", 1e-30, s] - by["adam", None, s] for s in (0, 1)])
+    assert floor["diff"] == pytest.approx(expected)
     assert (tmp_path / "pinn_wave.png").stat().st_size > 10_000
 
-    # Resuming: with one more seed, the 6 journaled runs are read back, only seed 2 trains.
-    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 6
+    # Resuming: with one more seed, the 8 journaled runs are read back, only seed 2 trains.
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 8
     capsys.readouterr()
-    resumed = _load("pinn_wave").main([*args[:4], "--seeds", "3", *args[6:]])
-    assert resumed["runs"][:6] == runs
-    assert capsys.readouterr().out.count("(from runs.jsonl)") == 6
-    assert len(resumed["runs"]) == 9
+    resumed = _load("pinn_wave").main([*args[:5], "3", *args[6:]])
+    assert resumed["runs"][:8] == runs
+    assert capsys.readouterr().out.count("(from runs.jsonl)") == 8
+    assert len(resumed["runs"]) == 12
+    # --report trains nothing and prints the Markdown tables of the journal's runs.
+    reported = _load("pinn_wave").main([*args[:5], "3", *args[6:], "--report"])
+    out = capsys.readouterr().out
+    assert reported["comparisons"] == resumed["comparisons"]
+    assert "<!-- pinn -->" in out and "| floor: LAdam c2=1e-30 - Adam | 3 |" in out
 
 
 def test_pinn_wave_evaluates_at_the_end_of_any_step_count():
