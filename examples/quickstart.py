@@ -82,17 +82,29 @@ def train(name: str, tx: optax.GradientTransformation, args, data) -> dict:
     }
 
 
-def main(argv=None):
+def setup_line(args) -> str:
+    """What is compared, with the hyperparameters used (printed first)."""
+    return (
+        f"optax.adam vs ladam_optax.ladam: lr {args.lr:g} (both), c2 {args.c2:g} (ladam), "
+        f"{args.steps} full-batch steps, seed {args.seed}"
+    )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="full-batch steps per optimizer")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of both optimizers")
     parser.add_argument("--c2", type=float, default=1e-4, help="LAdam's Laplacian coupling")
     parser.add_argument("--seed", type=int, default=0, help="data split and initialisation")
     parser.add_argument("--out", type=pathlib.Path, help="also write DIR/quickstart.json")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     data = load_data(args.seed)
     print(f"digits: {data[0][0].shape[0]} train / {data[1][0].shape[0]} test images, 8x8")
+    print(setup_line(args))
     results = [
         train("adam", optax.adam(args.lr), args, data),
         train("ladam", ladam_optax.ladam(args.lr, c2=args.c2), args, data),
