@@ -235,3 +235,20 @@ def test_c2_sweep_compare_and_verdicts():
     # 0.2: 1% more entries at the eps floor than at the smallest c2 (0.1), the edge of "breaks".
     assert rows[0.2]["clamped_increase"] == pytest.approx(0.01)
     assert example.verdict({**rows[0.2], "clamped_increase": 0.011}) == "breaks"
+
+
+def test_readme_and_evidence_tables_are_what_the_report_prints(capsys):
+    require("scipy", "for the paired statistics")
+    report = _load("report")
+    generated = report.tables()
+    assert report.main([]) == 0
+    printed = capsys.readouterr().out
+    for file, names in report.FILES.items():
+        text = (REPO / file).read_text()
+        for name in names:
+            assert report.shown(text, name) == generated[name], f"{file}: {name} is stale"
+            assert f"<!-- {name} -->\n{generated[name]}\n<!-- /{name} -->" in printed
+    assert report.main(["--check"]) == 0
+    # A stale table is found: the check reads the markers, not just any matching text.
+    stale = "<!-- pinn -->\n| old |\n<!-- /pinn -->"
+    assert report.shown(stale, "pinn") == "| old |" and report.shown("no markers", "pinn") is None

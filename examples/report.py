@@ -1,0 +1,92 @@
+"""The result tables of README.md and docs/evidence.md, generated from the committed runs.
+
+    python examples/report.py            # print every table
+    python examples/report.py --write    # write them into README.md and docs/evidence.md
+    python examples/report.py --check    # exit 1 where a file's table differs from the runs
+
+The tables come from ``examples/results/c2_sweep/runs.jsonl`` (``c2_sweep.py``'s analysis) and
+``examples/results/pinn_wave/runs.jsonl`` (``pinn_wave.py``'s, the full setting: 5000 steps,
+2000 interior points). In a file, each table sits between the lines ``<!-- NAME -->`` and
+``<!-- /NAME -->``. Nothing is trained and nothing is written under ``examples/results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import c2_sweep
+import pinn_wave
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = REPO / "examples" / "results"
+# Which tables each file shows.
+FILES = {
+    "README.md": ("c2-sweep", "pinn"),
+    "docs/evidence.md": ("pinn", "pinn-runs", "c2-sweep-tasks"),
+}
+PINN_SETTING = (5000, 2000, pinn_wave.CURVE_EVERY)  # steps, interior points, evaluation period
+
+
+def tables() -> dict[str, str]:
+    """Every table, by name, from the journals under ``examples/results``."""
+    sweep_runs = c2_sweep.read_journal(RESULTS / "c2_sweep" / "runs.jsonl")
+    settings = {}
+    for run in sweep_runs:
+        settings.setdefault(run["task"], run["settings"])
+    sweep = {"summary": c2_sweep.analyze(sweep_runs), "settings": settings}
+    pinn_runs = [
+        run
+        for run in pinn_wave.read_journal(RESULTS / "pinn_wave" / "runs.jsonl")
+        if pinn_wave.key(run)[4:] == PINN_SETTING
+    ]
+    summary = pinn_wave.summarize(pinn_runs)
+    pinn = {"summary": summary["configurations"], "comparisons": summary["comparisons"]}
+    return c2_sweep.report_tables(sweep) | pinn_wave.report_tables(pinn)
+
+
+def _pattern(name: str) -> re.Pattern:
+    name = re.escape(name)
+    return re.compile(rf"(<!-- {name} -->\n)(?:(.*?)\n)?(<!-- /{name} -->)", re.S)
+
+
+def shown(text: str, name: str) -> str | None:
+    """The table ``name`` as ``text`` shows it, or ``None`` where it has no such markers."""
+    match = _pattern(name).search(text)
+    return None if match is None else (match.group(2) or "")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help="update the files' tables")
+    action.add_argument("--check", action="store_true", help="exit 1 if a table is stale")
+    args = parser.parse_args(argv)
+    generated = tables()
+    if not (args.write or args.check):
+        for name, table in generated.items():
+            print(f"<!-- {name} -->\n{table}\n<!-- /{name} -->\n")
+        return 0
+    stale = []
+    for file, names in FILES.items():
+        path = REPO / file
+        text = path.read_text()
+        for name in names:
+            if shown(text, name) is None:
+                raise SystemExit(f"{file} has no <!-- {name} --> ... <!-- /{name} --> markers")
+            if shown(text, name) != generated[name]:
+                stale.append(f"{file}: {name}")
+                # A function as the replacement: the table's backslashes stay as they are.
+                text = _pattern(name).sub(lambda m, t=generated[name]: f"{m[1]}{t}\n{m[3]}", text)
+        if args.write:
+            path.write_text(text)
+    for entry in stale:
+        print(("updated " if args.write else "stale: ") + entry)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
