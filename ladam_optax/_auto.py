@@ -271,7 +271,10 @@ def auto_configure(
     (1e-5 for dense kernels, 0 for everything else) gets its own :func:`ladamw` through
     ``optax.partition``. With ``total_steps``, the learning rate follows
     :func:`chi_anneal_schedule` peaking at ``learning_rate``, as the reference's
-    ``ChiAnnealScheduler``. The grouping is recomputed from the tree given to ``init``, so
+    ``ChiAnnealScheduler`` up to ``total_steps`` and held at 0 after it (the reference's climbs
+    back to the peak; for its rate at every step pass
+    ``learning_rate=chi_anneal_schedule(lr, T, repeat=True)`` and ``total_steps=None``). The
+    grouping is recomputed from the tree given to ``init``, so
     ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` works unchanged.
 
     Args:
