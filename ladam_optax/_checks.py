@@ -117,14 +117,24 @@ def inexact_leaves(params: Any, who: str) -> None:
 
 
 def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
-    """Raises ``ValueError`` naming the leaf whose update's shape differs from its state's."""
+    """Raises ``ValueError`` when ``updates`` is not shaped like ``state_tree`` (a tree built
+    from the params): the params' structure is the one expected, the updates' the one present.
+    Masked-out leaves (``optax.MaskedNode``) and NNX variables count as leaves of the state."""
+    # Imported here: _folds imports modules that import this one.
+    from ladam_optax._folds import _flatten, _is_masked, _unwrap
+
+    with_paths, treedef, variable = _flatten(state_tree)
     try:
-        columns = jax.tree.structure(updates).flatten_up_to(state_tree)
+        columns = treedef.flatten_up_to(updates)
     except (ValueError, TypeError) as error:
         raise ValueError(
-            f"{who}: the updates are not shaped like the params the state was built for: {error}"
+            f"{who}: the updates (present) are not shaped like the params the state was built "
+            f"for (expected): {error}"
         ) from None
-    for (path, u), s in zip(jax.tree_util.tree_flatten_with_path(updates)[0], columns, strict=True):
+    for (path, s), u in zip(with_paths, columns, strict=True):
+        s, u = _unwrap(s, variable), _unwrap(u, variable)
+        if _is_masked(s) or _is_masked(u):
+            continue
         if jnp.shape(u) != jnp.shape(s):
             raise ValueError(
                 f"{who}: the update at {jax.tree_util.keystr(path)} has shape {jnp.shape(u)}, "
