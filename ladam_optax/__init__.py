@@ -1,6 +1,6 @@
 """LAdam, LAdamW, LAdaGrad and LRMSProp as Optax gradient transformations."""
 
-from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop
+from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop, wave_ladam, wave_ladamw
 from ladam_optax._auto import analyze_params, auto_configure, suggest_c2
 from ladam_optax._diagnostics import SmoothingEffect, smoothing_effect
 from ladam_optax._folds import torch_folds
@@ -17,6 +17,7 @@ from ladam_optax._transform import (
     scale_by_ladagrad,
     scale_by_ladam,
     scale_by_lrmsprop,
+    scale_by_wave_ladam,
 )
 
 __version__ = "0.1.0"
@@ -60,7 +61,10 @@ __all__ = [
     "scale_by_ladagrad",
     "scale_by_ladam",
     "scale_by_lrmsprop",
+    "scale_by_wave_ladam",
     "smoothing_effect",
     "suggest_c2",
     "torch_folds",
+    "wave_ladam",
+    "wave_ladamw",
 ]

@@ -12,7 +12,7 @@ import optax
 from ladam_optax import _checks
 
 
-def _inverse_operator(n: int, sigma) -> jax.Array:
+def _inverse_spectrum(n: int, sigma) -> jax.Array:
     """The rfft-domain eigenvalues of (I - sigma L)^-1 for the periodic 1-D Laplacian L.
 
     L's eigenvalues are 2 cos(2 pi k / n) - 2, so (I - sigma L) has 1 + 2 sigma (1 - cos(.)):
@@ -26,10 +26,11 @@ def _inverse_operator(n: int, sigma) -> jax.Array:
     return 1.0 / (1.0 + jnp.asarray(sigma, jnp.float32) * jnp.asarray(stiffness, jnp.float32))
 
 
-def _smooth_vector(vector: jax.Array, sigma) -> jax.Array:
-    """Solves (I - sigma L) u = vector for a periodic 1-D vector, by FFT."""
+def _solve_screened_poisson(vector: jax.Array, sigma) -> jax.Array:
+    """Solves the screened Poisson equation (I - sigma L) u = vector for a periodic 1-D
+    vector, by FFT. (Not LAdam's ``v + c2 lap(v)``, which applies the Laplacian once.)"""
     n = vector.shape[0]
-    spectrum = jnp.fft.rfft(vector.astype(jnp.float32)) * _inverse_operator(n, sigma)
+    spectrum = jnp.fft.rfft(vector.astype(jnp.float32)) * _inverse_spectrum(n, sigma)
     return jnp.fft.irfft(spectrum, n).astype(vector.dtype)
 
 
@@ -83,10 +84,10 @@ def laplacian_smoothing(
     ):
         raise ValueError(f"min_numel must be an integer >= 0, got {min_numel!r}")
 
-    def smooth_leaf(g):
+    def solve_leaf(g):
         if static_min is not None and g.size <= static_min:
             return g
-        smoothed = _smooth_vector(g.reshape(-1), sigma).reshape(g.shape)
+        smoothed = _solve_screened_poisson(g.reshape(-1), sigma).reshape(g.shape)
         return smoothed if static_min is not None else jnp.where(g.size > min_numel, smoothed, g)
 
     def init_fn(params):
@@ -96,12 +97,12 @@ def laplacian_smoothing(
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         if layerwise:
-            return jax.tree.map(smooth_leaf, updates), state
+            return jax.tree.map(solve_leaf, updates), state
         leaves, treedef = jax.tree.flatten(updates)
         if sum(g.size for g in leaves) == 0:  # nothing to smooth (an FFT of length 0 fails)
             return updates, state
         flat = jnp.concatenate([g.reshape(-1).astype(jnp.float32) for g in leaves])
-        smoothed = _smooth_vector(flat, sigma)
+        smoothed = _solve_screened_poisson(flat, sigma)
         offsets = np.cumsum([0] + [g.size for g in leaves])
         out = [
             smoothed[a:b].reshape(g.shape).astype(g.dtype)

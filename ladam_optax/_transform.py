@@ -1,14 +1,21 @@
 """The scaling transformations of the LAdam family and their states.
 
-``scale_by_ladam``, ``scale_by_ladagrad`` and ``scale_by_lrmsprop`` turn gradients into update
-directions (learning rate not yet applied); ``add_weight_diffusion`` is the link that follows the
-learning rate in ``mode="weight_lap"``. The aliases in ``_alias.py`` chain them.
+``scale_by_ladam``, ``scale_by_wave_ladam``, ``scale_by_ladagrad`` and ``scale_by_lrmsprop``
+turn gradients into update directions (learning rate not yet applied); ``add_weight_diffusion``
+is the link that follows the learning rate in ``mode="weight_lap"``. The aliases in
+``_alias.py`` chain them.
+
+The updates use ``lax`` ops on typed scalars (:func:`_scalar`): they trace several times faster
+than ``jnp``'s promoting wrappers, which keeps the first compile cheap.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -27,7 +34,7 @@ from ladam_optax._laplacian import (
     periodic_laplacian,
 )
 
-MODES = ("variance_lap", "update_lap", "weight_lap", "wave_variance")
+MODES = ("variance_lap", "update_lap", "weight_lap")
 
 Gate = bool | jax.Array
 
@@ -48,7 +55,7 @@ class ScaleByLAdamState(NamedTuple):
 
 
 class ScaleByWaveLAdamState(NamedTuple):
-    """State of :func:`scale_by_ladam` with ``mode="wave_variance"``.
+    """State of :func:`scale_by_wave_ladam`.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -84,6 +91,9 @@ class ScaleByLRMSPropState(NamedTuple):
     """
 
     nu: optax.Updates
+
+
+# --- dtypes and scalars ------------------------------------------------------------------------
 
 
 def _compute_dtype(dtype: Any) -> jnp.dtype:
@@ -125,12 +135,9 @@ def _mu_zeros(params: Any, mu_dtype: Any) -> Any:
     return jax.tree.map(zeros, params)
 
 
-def _cast(x: Any, dtype: Any) -> jax.Array | np.ndarray:
-    """``x`` as a scalar of ``dtype``: a NumPy constant when static, a cast array otherwise.
-
-    Typed constants let the update use ``lax`` ops directly, which trace several times
-    faster than ``jnp``'s promoting wrappers (this keeps the first compile cheap).
-    """
+def _scalar(x: Any, dtype: Any) -> jax.Array | np.ndarray:
+    """The hyperparameter ``x`` as a scalar of ``dtype``: a NumPy constant when static, a cast
+    array when traced (``lax`` ops need both operands of one dtype)."""
     value = _checks.static_value(x)
     if value is not None:
         return np.array(value, dtype)
@@ -145,64 +152,12 @@ def _one_minus(x: Any, dtype: Any) -> jax.Array | np.ndarray:
     value = _checks.static_value(x)
     if value is not None:
         return np.array(1.0 - value, dtype)
-    return lax.sub(np.array(1.0, dtype), _cast(x, dtype))
+    return lax.sub(np.array(1.0, dtype), _scalar(x, dtype))
 
 
-def _as(x: jax.Array, dtype: Any) -> jax.Array:
+def _astype(x: jax.Array, dtype: Any) -> jax.Array:
+    """The array ``x`` converted to ``dtype``, with no op when it already has it."""
     return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
-
-
-def smoothing_gate(c2: Any, min_spatial_size: Any, size: int) -> Gate:
-    """Whether the reference smooths a leaf of ``size`` elements (its ``use_lap`` flag).
-
-    ``c2 > 0 and size >= min_spatial_size``: a Python bool when both are static, so that the
-    Laplacian is left out of the compiled program where it is off; a traced bool otherwise.
-    """
-    c2_value = _checks.static_value(c2)
-    min_value = _checks.static_value(min_spatial_size)
-    if (min_value is not None and size < min_value) or c2_value == 0.0:
-        return False
-    if c2_value is not None and min_value is not None:
-        return c2_value > 0
-    return (jnp.real(jnp.asarray(c2)) > 0) & (size >= jnp.real(jnp.asarray(min_spatial_size)))
-
-
-def smooth(
-    x: jax.Array,
-    c2: Any,
-    gate: Gate,
-    stencil: str,
-    impl: str,
-    fold: Fold | None,
-    floor: Any = None,
-    divisor: Any = None,
-) -> jax.Array:
-    """``max((x + c2 * lap(x)) / divisor, floor)`` where ``gate`` holds, ``x / divisor`` elsewhere.
-
-    ``lap`` is taken on the field ``fold`` names (``None``: the reference's).
-    The reference clamps at ``floor`` whenever it smooths a leaf, even one whose Laplacian is
-    zero because of its shape, so the clamp follows ``gate`` and not the shape. ``divisor``
-    (a scalar) comes after the stencil: the Laplacian is linear, and taking it of ``x`` itself
-    (a state leaf that is stored anyway) rather than of ``x / divisor`` spares XLA a full-size
-    temporary for the stencil to read.
-    """
-
-    def plain():
-        return x if divisor is None else lax.div(x, divisor)
-
-    if gate is False:
-        return plain()
-    smoothed = x
-    if folded_shape(x.shape, fold) is not None:
-        diffusion = lax.mul(periodic_laplacian(x, stencil, impl, fold), _cast(c2, x.dtype))
-        smoothed = lax.add(x, diffusion)
-    if divisor is not None:
-        smoothed = lax.div(smoothed, divisor)
-    if floor is not None:
-        smoothed = lax.max(smoothed, _cast(floor, x.dtype))
-    if gate is True:
-        return smoothed
-    return jnp.where(gate, smoothed, plain())
 
 
 def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
@@ -226,15 +181,122 @@ def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
 def _ema(g: jax.Array, moment: jax.Array, decay: Any, square: bool) -> jax.Array:
     """``decay * moment + (1 - decay) * g`` (``|g|**2`` if ``square``) in >= float32, stored
     in moment's dtype."""
-    g = _as(g, _compute_dtype(g.dtype))
+    g = _astype(g, _compute_dtype(g.dtype))
     if square:
         g = _abs_sq(g)
     dtype = g.dtype
     new = lax.add(
-        lax.mul(_cast(decay, dtype), _as(moment, dtype)), lax.mul(_one_minus(decay, dtype), g)
+        lax.mul(_scalar(decay, dtype), _astype(moment, dtype)),
+        lax.mul(_one_minus(decay, dtype), g),
     )
-    return _as(new, moment.dtype)
+    return _astype(new, moment.dtype)
 
+
+# --- the Laplacian term ------------------------------------------------------------------------
+
+
+def smoothing_gate(c2: Any, min_spatial_size: Any, size: int) -> Gate:
+    """Whether the reference smooths a leaf of ``size`` elements (its ``use_lap`` flag).
+
+    ``c2 > 0 and size >= min_spatial_size``: a Python bool when both are static, so that the
+    Laplacian is left out of the compiled program where it is off; a traced bool otherwise.
+    """
+    c2_value = _checks.static_value(c2)
+    min_value = _checks.static_value(min_spatial_size)
+    if (min_value is not None and size < min_value) or c2_value == 0.0:
+        return False
+    if c2_value is not None and min_value is not None:
+        return c2_value > 0
+    return (jnp.real(jnp.asarray(c2)) > 0) & (size >= jnp.real(jnp.asarray(min_spatial_size)))
+
+
+def _laplacian_term(
+    x: jax.Array, c2: Any, gate: Gate, stencil: str, impl: str, fold: Fold | None
+) -> jax.Array | None:
+    """``c2 * lap(x)`` on the field ``fold`` names where ``gate`` holds, zeros where it does
+    not; ``None`` when it is zero for every value (``gate`` statically off, or a field too
+    small for the stencil), so that the caller leaves it out of the program."""
+    if gate is False or folded_shape(x.shape, fold) is None:
+        return None
+    term = lax.mul(periodic_laplacian(x, stencil, impl, fold), _scalar(c2, x.dtype))
+    return term if gate is True else jnp.where(gate, term, jnp.zeros_like(term))
+
+
+def _laplacian_smoothed(
+    x: jax.Array,
+    c2: Any,
+    gate: Gate,
+    stencil: str,
+    impl: str,
+    fold: Fold | None,
+    floor: Any = None,
+    divisor: Any = None,
+) -> jax.Array:
+    """``max((x + c2 * lap(x)) / divisor, floor)`` where ``gate`` holds, ``x / divisor``
+    elsewhere.
+
+    The reference clamps at ``floor`` whenever it smooths a leaf, even one whose Laplacian is
+    zero because of its shape, so the clamp follows ``gate`` and not the shape. ``divisor``
+    (a scalar) comes after the stencil: the Laplacian is linear, and taking it of ``x`` itself
+    (a state leaf that is stored anyway) rather than of ``x / divisor`` spares XLA a full-size
+    temporary for the stencil to read.
+    """
+
+    def plain():
+        return x if divisor is None else lax.div(x, divisor)
+
+    if gate is False:
+        return plain()
+    term = _laplacian_term(x, c2, gate, stencil, impl, fold)
+    smoothed = x if term is None else lax.add(x, term)
+    if divisor is not None:
+        smoothed = lax.div(smoothed, divisor)
+    if floor is not None:
+        smoothed = lax.max(smoothed, _scalar(floor, x.dtype))
+    if gate is True:
+        return smoothed
+    return jnp.where(gate, smoothed, plain())
+
+
+# --- smoothing_effect's counterfactual steps ---------------------------------------------------
+
+
+class _Counterfactual(NamedTuple):
+    without: str  # "smoothing" or "floor"
+    reached: list[str]  # the transformations whose update honoured it
+
+
+_COUNTERFACTUAL: contextvars.ContextVar[_Counterfactual | None] = contextvars.ContextVar(
+    "ladam_optax_counterfactual", default=None
+)
+_COUNTERFACTUALS = ("smoothing", "floor")
+
+
+@contextlib.contextmanager
+def counterfactual(without: str) -> Iterator[list[str]]:
+    """While tracing inside it, the transformations of this module compute their update
+    without the smoothing (as at ``c2 = 0``) or without the floor that the smoothing switches
+    on; it yields the list of those that did. The states they return are not the optimizer's:
+    :func:`ladam_optax.smoothing_effect` discards them."""
+    _checks.choice("without", without, _COUNTERFACTUALS)
+    record = _Counterfactual(without, [])
+    token = _COUNTERFACTUAL.set(record)
+    try:
+        yield record.reached
+    finally:
+        _COUNTERFACTUAL.reset(token)
+
+
+def _in_effect(who: str, c2: Any, floor: Any) -> tuple[Any, Any]:
+    """The ``c2`` and smoothing floor an update uses: as built, or as a counterfactual asks."""
+    record = _COUNTERFACTUAL.get()
+    if record is None:
+        return c2, floor
+    record.reached.append(who)
+    return (0.0, floor) if record.without == "smoothing" else (c2, None)
+
+
+# --- hyperparameter checks ---------------------------------------------------------------------
 
 # The most negative eigenvalue of each stencil (the line is [1, -2, 1]).
 _LAMBDA_MIN = {"9point": -16.0 / 3.0, "5point": -8.0, "line": -4.0}
@@ -262,7 +324,7 @@ def c2_limit(mode: str, stencil: str) -> tuple[float, str]:
 def _warn_if_unstable(c2: Any, mode: str, stencil: str) -> None:
     """A ``UserWarning`` for a static ``c2`` above its mode's limit (see :func:`c2_limit`)."""
     value = _checks.static_value(c2)
-    if value is None or mode == "wave_variance":
+    if value is None:
         return
     limit, why = c2_limit(mode, stencil)
     if value > limit:
@@ -275,25 +337,37 @@ def _warn_if_unstable(c2: Any, mode: str, stencil: str) -> None:
         )
 
 
-def _check_common(eps: Any, c2: Any, stencil: str, min_spatial_size: Any, fold: Any) -> None:
-    _checks.non_negative("eps", eps)
+def check_mode(mode: str) -> None:
+    """Raises unless ``mode`` is one of :data:`MODES`; ``"wave_variance"`` is told where it
+    went."""
+    if mode == "wave_variance":
+        raise ValueError(
+            "mode='wave_variance' has hyperparameters and a state of its own: use "
+            "ladam_optax.wave_ladamw(...) (the reference's LAdamW(mode='wave_variance')), "
+            "wave_ladam(...) (coupled weight decay) or scale_by_wave_ladam(...)"
+        )
+    _checks.choice("mode", mode, MODES)
+
+
+def _check_smoothing(c2: Any, stencil: str, min_spatial_size: Any, fold: Any) -> None:
     _checks.non_negative("c2", c2)
     check_stencil(stencil)
     _checks.min_spatial_size(min_spatial_size)
     check_fold_spec(fold)
 
 
-def _check_wave(dt: Any, kappa: Any, rest_level: Any, damping: Any) -> None:
-    for name, value in (("wave_dt", dt), ("wave_kappa", kappa), ("wave_E0", rest_level)):
-        _checks.non_negative(name, value)
-    _checks.non_negative("wave_damping", damping)
-    if (_checks.static_value(damping) or 0.0) > 1.0:
-        raise ValueError(f"wave_damping must be in [0, 1], got {damping!r}")
+def _check_params(params: Any, fold: FoldSpec, who: str) -> None:
+    """At ``init``: only floating and complex leaves, and a fold that fits every leaf."""
+    _checks.inexact_leaves(params, who)
+    resolve_folds(fold, params)
 
 
 def _folds_for(fold: FoldSpec, updates: Any, params: Any) -> list[Fold | None]:
     """Each leaf's fold, resolved from the params (from the updates where none are passed)."""
     return resolve_folds(fold, updates if params is None else params)
+
+
+# --- the transformations -----------------------------------------------------------------------
 
 
 def scale_by_ladam(
@@ -306,10 +380,6 @@ def scale_by_ladam(
     min_spatial_size: int = 16,
     mu_dtype: Any | None = None,
     *,
-    wave_dt: jax.typing.ArrayLike = 0.1,
-    wave_kappa: jax.typing.ArrayLike = 0.1,
-    wave_E0: jax.typing.ArrayLike = 0.0,
-    wave_damping: jax.typing.ArrayLike = 0.5,
     laplacian_impl: str = "auto",
     fold: FoldSpec = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -327,19 +397,15 @@ def scale_by_ladam(
     ``mode="update_lap"``: :math:`a_t = \\hat m_t / (\\sqrt{\\hat v_t} + \\epsilon)`,
     :math:`u_t = a_t + c_2 \\Delta a_t`. ``\\Delta`` is :func:`ladam_optax.laplacian`, applied
     only to leaves with at least ``min_spatial_size`` elements and only when ``c2 > 0``;
-    elsewhere the update is exactly Adam's. Complex parameters work as in ``optax.adam``: the
-    second moment is the real ``|g|^2`` (stored in the real dtype), the first moment and the
-    updates are complex.
-
-    ``mode="wave_variance"`` (``ladam`` 0.4.1) replaces the EMA of ``v`` by a damped wave
-    equation, leapfrogged: :math:`v_1 = \\max(g_1^2, \\epsilon)` and
-    :math:`v_{t+1} = \\max((2 - d) v_t - (1 - d) v_{t-1} + \\Delta t^2 (c_2 \\Delta v_t
-    - \\kappa (g^2 - E_0^2)), \\epsilon)`, then :math:`u_t = \\hat m_t / (\\sqrt{v_t} + \\epsilon)`
-    (state :class:`ScaleByWaveLAdamState`; ``b2`` is unused).
+    elsewhere the update is Adam's (``optax.scale_by_adam``'s to float32 rounding: the bias
+    corrections here are exact where optax's lose ~1e-5 relative). Complex parameters work as
+    in ``optax.adam``: the second moment is the real ``|g|^2`` (stored in the real dtype), the
+    first moment and the updates are complex.
 
     ``mode="weight_lap"`` diffuses the *parameters* after the learning-rate step, so it cannot
     live in a transformation that runs before the learning rate: use
-    ``ladam(..., mode="weight_lap")``, which chains :func:`add_weight_diffusion` after it.
+    ``ladam(..., mode="weight_lap")``, which chains :func:`add_weight_diffusion` after it. The
+    wave variance of ``ladam`` 0.4.1 is :func:`scale_by_wave_ladam`.
 
     A static ``c2`` above the mode's stability limit (0.3 for ``variance_lap`` with the
     9-point stencil, 3/16 for ``update_lap``; the docs' "Choosing c2" page has the table)
@@ -350,16 +416,12 @@ def scale_by_ladam(
       b2: decay of the second moment, in [0, 1).
       eps: added to the root of the second moment, and the floor of the smoothed variance.
       c2: Laplacian coupling strength, >= 0.
-      mode: ``"variance_lap"`` (default), ``"update_lap"`` or ``"wave_variance"``. Static.
+      mode: ``"variance_lap"`` (default) or ``"update_lap"``. Static.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed. Under
         ``optax.inject_hyperparams`` pass ``static_args=("min_spatial_size",)`` to keep it
         static (otherwise every small leaf runs the stencil behind a ``where``).
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
-      wave_dt: ``wave_variance`` time step, >= 0.
-      wave_kappa: ``wave_variance`` source strength, >= 0.
-      wave_E0: ``wave_variance`` rest level (0: the first step's RMS gradient), >= 0.
-      wave_damping: ``wave_variance`` damping ``d``, in [0, 1].
       laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``; see
         :func:`laplacian`. Static.
       fold: which axes of each leaf form the smoothed field: ``None`` (the PyTorch package's
@@ -369,8 +431,7 @@ def scale_by_ladam(
         Static.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdamState`
-      (:class:`ScaleByWaveLAdamState` for ``wave_variance``).
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLAdamState`.
 
     Examples:
       >>> import jax.numpy as jnp, optax
@@ -387,9 +448,9 @@ def scale_by_ladam(
     """
     _checks.unit_interval("b1", b1)
     _checks.unit_interval("b2", b2)
-    _check_common(eps, c2, stencil, min_spatial_size, fold)
-    _checks.choice("mode", mode, MODES)
-    _check_wave(wave_dt, wave_kappa, wave_E0, wave_damping)
+    _checks.non_negative("eps", eps)
+    _check_smoothing(c2, stencil, min_spatial_size, fold)
+    check_mode(mode)
     if mode == "weight_lap":
         raise ValueError(
             "mode='weight_lap' diffuses the parameters after the learning-rate step, so "
@@ -400,15 +461,9 @@ def scale_by_ladam(
     _warn_if_unstable(c2, mode, stencil)
     impl = check_implementation(laplacian_impl)
     mu_dtype = _checks.mu_dtype(mu_dtype)
-    if mode == "wave_variance":
-        wave = (wave_dt, wave_kappa, wave_E0, wave_damping)
-        return _scale_by_wave_ladam(
-            b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl, fold
-        )
 
     def init_fn(params):
-        _checks.inexact_leaves(params, "scale_by_ladam")
-        resolve_folds(fold, params)
+        _check_params(params, fold, "scale_by_ladam")
         return ScaleByLAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=_mu_zeros(params, mu_dtype),
@@ -419,6 +474,7 @@ def scale_by_ladam(
         del extra_args
         _checks.same_shapes(updates, state.nu, "scale_by_ladam")
         folds = _folds_for(fold, updates, params)
+        c2_, floor = _in_effect("scale_by_ladam", c2, eps if mode == "variance_lap" else None)
         count = jnp.asarray(optax.safe_increment(state.count))
 
         @functools.cache
@@ -428,16 +484,19 @@ def scale_by_ladam(
         def direction(g, m, v, leaf_fold):
             dtype = _compute_dtype(g.dtype)
             bc1, bc2 = corrections(_real_dtype(dtype))
-            m_hat, v = lax.div(_as(m, dtype), _as(bc1, dtype)), _as(v, _real_dtype(dtype))
-            gate = smoothing_gate(c2, min_spatial_size, g.size)
-            eps_ = _cast(eps, v.dtype)
+            m_hat, v = lax.div(_astype(m, dtype), _astype(bc1, dtype)), _astype(v, bc2.dtype)
+            gate = smoothing_gate(c2_, min_spatial_size, g.size)
+            eps_ = _scalar(eps, v.dtype)
             if mode == "variance_lap":
-                v_hat = smooth(v, c2, gate, stencil, impl, leaf_fold, floor=eps, divisor=bc2)
-                u = lax.div(m_hat, _as(lax.add(lax.sqrt(v_hat), eps_), dtype))
+                v_hat = _laplacian_smoothed(
+                    v, c2_, gate, stencil, impl, leaf_fold, floor=floor, divisor=bc2
+                )
+                u = lax.div(m_hat, _astype(lax.add(lax.sqrt(v_hat), eps_), dtype))
             else:
                 root = lax.add(lax.sqrt(lax.div(v, bc2)), eps_)
-                u = smooth(lax.div(m_hat, _as(root, dtype)), c2, gate, stencil, impl, leaf_fold)
-            return _as(u, g.dtype)
+                adam = lax.div(m_hat, _astype(root, dtype))
+                u = _laplacian_smoothed(adam, c2_, gate, stencil, impl, leaf_fold)
+            return _astype(u, g.dtype)
 
         mu = jax.tree.map(lambda g, m: _ema(g, m, b1, False), updates, state.mu)
         nu = jax.tree.map(lambda g, v: _ema(g, v, b2, True), updates, state.nu)
@@ -447,13 +506,80 @@ def scale_by_ladam(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave, impl, fold):
-    """``scale_by_ladam(mode="wave_variance")``: see its docstring."""
-    dt, kappa, rest_level, damping = wave
+def scale_by_wave_ladam(
+    b1: jax.typing.ArrayLike = 0.9,
+    eps: jax.typing.ArrayLike = 1e-8,
+    c2: jax.typing.ArrayLike = 1e-4,
+    wave_dt: jax.typing.ArrayLike = 0.1,
+    wave_kappa: jax.typing.ArrayLike = 0.1,
+    wave_E0: jax.typing.ArrayLike = 0.0,
+    wave_damping: jax.typing.ArrayLike = 0.5,
+    *,
+    stencil: str = "9point",
+    min_spatial_size: int = 16,
+    mu_dtype: Any | None = None,
+    laplacian_impl: str = "auto",
+    fold: FoldSpec = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Rescales updates by Adam's first moment over a variance field that follows a wave equation.
+
+    The wave variance of ``ladam`` 0.4.1 (``mode="wave_variance"``): instead of an EMA, the
+    variance ``v`` is a damped wave driven by the squared gradients, leapfrogged,
+
+    .. math::
+
+      v_1 = \\max(|g_1|^2, \\epsilon), \\quad
+      v_{t+1} = \\max\\big((2 - d) v_t - (1 - d) v_{t-1}
+        + \\Delta t^2 (c_2 \\Delta v_t - \\kappa (|g_t|^2 - E_0^2)), \\epsilon\\big), \\quad
+      u_t = \\hat m_t / (\\sqrt{v_t} + \\epsilon)
+
+    with Adam's bias-corrected first moment :math:`\\hat m_t`. ``\\Delta`` is
+    :func:`ladam_optax.laplacian`, on leaves with at least ``min_spatial_size`` elements.
+
+    Args:
+      b1: decay of the first moment, in [0, 1).
+      eps: added to the root of the variance, and its floor.
+      c2: wave speed squared (the Laplacian's coupling), >= 0.
+      wave_dt: the leapfrog time step :math:`\\Delta t`, >= 0.
+      wave_kappa: the source strength :math:`\\kappa`, >= 0.
+      wave_E0: the rest level :math:`E_0`, >= 0; 0 takes each leaf's first-step RMS gradient.
+      wave_damping: the damping :math:`d`, in [0, 1].
+      stencil: ``"9point"`` (default) or ``"5point"``. Static.
+      min_spatial_size: leaves with fewer elements get no Laplacian term.
+      mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
+      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
+        Static.
+      fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByWaveLAdamState`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import ladam_optax
+      >>> tx = ladam_optax.scale_by_wave_ladam(eps=0.0)
+      >>> params = {"w": jnp.ones(3)}
+      >>> updates, state = tx.update({"w": jnp.full(3, 2.0)}, tx.init(params))
+      >>> updates["w"], state.nu["w"]
+      (Array([1., 1., 1.], dtype=float32), Array([4., 4., 4.], dtype=float32))
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.4.1, ``LAdamW(mode="wave_variance")``.
+    """
+    _checks.unit_interval("b1", b1)
+    _checks.non_negative("eps", eps)
+    _check_smoothing(c2, stencil, min_spatial_size, fold)
+    for name, value in (("wave_dt", wave_dt), ("wave_kappa", wave_kappa), ("wave_E0", wave_E0)):
+        _checks.non_negative(name, value)
+    _checks.non_negative("wave_damping", wave_damping)
+    if (_checks.static_value(wave_damping) or 0.0) > 1.0:
+        raise ValueError(f"wave_damping must be in [0, 1], got {wave_damping!r}")
+    impl = check_implementation(laplacian_impl)
+    mu_dtype = _checks.mu_dtype(mu_dtype)
+    rest_level = _checks.static_value(wave_E0)
 
     def init_fn(params):
-        _checks.inexact_leaves(params, "scale_by_ladam")
-        resolve_folds(fold, params)
+        _check_params(params, fold, "scale_by_wave_ladam")
         return ScaleByWaveLAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=_mu_zeros(params, mu_dtype),
@@ -462,45 +588,67 @@ def _scale_by_wave_ladam(b1, eps, c2, stencil, min_spatial_size, mu_dtype, wave,
             e0_sq=jax.tree.map(lambda p: jnp.zeros([], _real_dtype(p.dtype)), params),
         )
 
-    def leaf(g, m, v, v_prev, e0_sq, leaf_fold, count):
-        dtype, store = _compute_dtype(g.dtype), v.dtype
-        real = _real_dtype(dtype)
-        first = count == 1
-        g2 = _abs_sq(_as(g, dtype))
-        v, v_prev = v.astype(real), v_prev.astype(real)
-        seeded = jnp.maximum(g2, _cast(eps, real))
-        level = _checks.static_value(rest_level)
-        mean_g2 = jnp.mean(g2) if g.size else jnp.zeros([], real)
-        if level is not None:
-            e0_first = level * level if level else mean_g2
-        else:
-            level_ = _cast(rest_level, real)
-            e0_first = jnp.where(level_ != 0, level_ * level_, mean_g2)
-        e0_sq = jnp.where(first, e0_first, e0_sq.astype(real))
-        gate = smoothing_gate(c2, min_spatial_size, g.size)
-        accel = -_cast(kappa, real) * (g2 - e0_sq)
-        if gate is not False and folded_shape(g.shape, leaf_fold) is not None:
-            diffusion = _cast(c2, real) * periodic_laplacian(v, stencil, impl, leaf_fold)
-            accel = accel + (diffusion if gate is True else jnp.where(gate, diffusion, 0.0))
-        d, step = _cast(damping, real), _cast(dt, real)
-        leapfrog = (2.0 - d) * v - (1.0 - d) * v_prev + step * step * accel
-        v_new = jnp.where(first, seeded, jnp.maximum(leapfrog, _cast(eps, real)))
-        v_prev_new = jnp.where(first, seeded, v)
-        m_hat = _as(m, dtype) / _as(_bias_correction(b1, count, real), dtype)
-        u = m_hat / _as(jnp.sqrt(v_new) + _cast(eps, real), dtype)
-        return u.astype(g.dtype), v_new.astype(store), v_prev_new.astype(store), e0_sq
+    def e0_sq_now(updates, state, first):
+        """Each leaf's ``E0^2`` in its compute dtype: ``wave_E0**2``, or for ``wave_E0 == 0``
+        the mean squared gradient of step 1, kept in the state."""
+        real = jax.tree.map(lambda g: _real_dtype(_compute_dtype(g.dtype)), updates)
+        if rest_level:  # static and nonzero: a constant, no reduction
+            square = rest_level * rest_level
+            return jax.tree.map(lambda r: jnp.asarray(square, r), real)
+
+        def at_step_one(updates):
+            def leaf(g, r):
+                g2 = _abs_sq(_astype(g, _compute_dtype(g.dtype)))
+                mean = jnp.mean(g2) if g.size else jnp.zeros([], r)
+                if rest_level is not None:
+                    return mean
+                level = _scalar(wave_E0, r)
+                return jnp.where(level != 0, level * level, mean)
+
+            return jax.tree.map(leaf, updates, real)
+
+        def later(updates):
+            del updates
+            return jax.tree.map(lambda e, r: e.astype(r), state.e0_sq, real)
+
+        # E0^2 is fixed at step 1: one cond for the tree keeps the reductions out of later steps.
+        return lax.cond(first, at_step_one, later, updates)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        _checks.same_shapes(updates, state.nu, "scale_by_ladam")
+        _checks.same_shapes(updates, state.nu, "scale_by_wave_ladam")
         folds = _folds_for(fold, updates, params)
+        c2_, _ = _in_effect("scale_by_wave_ladam", c2, None)
         count = jnp.asarray(optax.safe_increment(state.count))
+        first = count == 1
+        e0_sq = e0_sq_now(updates, state, first)
+        correction = functools.cache(lambda dtype: _bias_correction(b1, count, dtype))
+
+        def leaf(g, m, v, v_prev, e0_sq, leaf_fold):
+            dtype, store = _compute_dtype(g.dtype), v.dtype
+            real = _real_dtype(dtype)
+            g2 = _abs_sq(_astype(g, dtype))
+            v, v_prev = _astype(v, real), _astype(v_prev, real)
+            accel = lax.mul(-_scalar(wave_kappa, real), lax.sub(g2, _astype(e0_sq, real)))
+            gate = smoothing_gate(c2_, min_spatial_size, g.size)
+            term = _laplacian_term(v, c2_, gate, stencil, impl, leaf_fold)
+            if term is not None:
+                accel = lax.add(accel, term)
+            d, step = _scalar(wave_damping, real), _scalar(wave_dt, real)
+            leapfrog = (2.0 - d) * v - (1.0 - d) * v_prev + step * step * accel
+            # Step 1 seeds v with max(g^2, eps): the same floor as every later step.
+            v_new = lax.max(jnp.where(first, g2, leapfrog), _scalar(eps, real))
+            v_prev_new = jnp.where(first, v_new, v)
+            m_hat = lax.div(_astype(m, dtype), _astype(correction(real), dtype))
+            u = lax.div(m_hat, _astype(lax.add(lax.sqrt(v_new), _scalar(eps, real)), dtype))
+            return _astype(u, g.dtype), _astype(v_new, store), _astype(v_prev_new, store)
+
         mu = jax.tree.map(lambda g, m: _ema(g, m, b1, False), updates, state.mu)
+        results = map_with_folds(leaf, folds, updates, mu, state.nu, state.nu_prev, e0_sq)
         treedef = jax.tree.structure(updates)
-        trees = (updates, mu, state.nu, state.nu_prev, state.e0_sq)
-        columns = zip(*(treedef.flatten_up_to(t) for t in trees), folds, strict=True)
-        results = [leaf(*column, count=count) for column in columns]
-        u, nu, nu_prev, e0_sq = (treedef.unflatten([r[i] for r in results]) for i in range(4))
+        u, nu, nu_prev = (
+            treedef.unflatten([r[i] for r in treedef.flatten_up_to(results)]) for i in range(3)
+        )
         e0_sq = jax.tree.map(lambda e, old: e.astype(old.dtype), e0_sq, state.e0_sq)
         state = ScaleByWaveLAdamState(count=count, mu=mu, nu=nu, nu_prev=nu_prev, e0_sq=e0_sq)
         return u, state
@@ -553,16 +701,12 @@ def add_weight_diffusion(
     References:
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdam(mode="weight_lap")``.
     """
-    _checks.non_negative("c2", c2)
-    check_stencil(stencil)
-    _checks.min_spatial_size(min_spatial_size)
-    check_fold_spec(fold)
+    _check_smoothing(c2, stencil, min_spatial_size, fold)
     _warn_if_unstable(c2, "weight_lap", stencil)
     impl = check_implementation(laplacian_impl)
 
     def init_fn(params):
-        _checks.inexact_leaves(params, "add_weight_diffusion")
-        resolve_folds(fold, params)
+        _check_params(params, fold, "add_weight_diffusion")
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -573,21 +717,69 @@ def add_weight_diffusion(
                 "them: call tx.update(grads, opt_state, params)"
             )
         _checks.same_shapes(updates, params, "add_weight_diffusion")
+        c2_, _ = _in_effect("add_weight_diffusion", c2, None)
 
         def diffuse(u, p, leaf_fold):
-            gate = smoothing_gate(c2, min_spatial_size, u.size)
-            if gate is False or folded_shape(u.shape, leaf_fold) is None:
-                return u
             dtype = _compute_dtype(u.dtype)
-            moved = p.astype(dtype) + u.astype(dtype)
+            moved = lax.add(_astype(p, dtype), _astype(u, dtype))
+            gate = smoothing_gate(c2_, min_spatial_size, u.size)
             # u + c2 lap(p + u), not (p + u + c2 lap(p + u)) - p: no cancellation against p.
-            lap = periodic_laplacian(moved, stencil, impl, leaf_fold)
-            diffused = u.astype(dtype) + _cast(c2, dtype) * lap
-            if gate is not True:
-                diffused = jnp.where(gate, diffused, u.astype(dtype))
-            return diffused.astype(u.dtype)
+            term = _laplacian_term(moved, c2_, gate, stencil, impl, leaf_fold)
+            return u if term is None else _astype(lax.add(_astype(u, dtype), term), u.dtype)
 
         return map_with_folds(diffuse, resolve_folds(fold, params), updates, params), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _rescale(g, second_moment, eps, c2, stencil, min_spatial_size, impl, fold, floor):
+    """``g / (sqrt(max(s + c2 lap s, floor)) + eps)``, the step of LAdaGrad and LRMSProp."""
+    dtype = _compute_dtype(g.dtype)
+    real = _real_dtype(dtype)
+    gate = smoothing_gate(c2, min_spatial_size, g.size)
+    smoothed = _laplacian_smoothed(
+        _astype(second_moment, real), c2, gate, stencil, impl, fold, floor=floor
+    )
+    root = lax.add(lax.sqrt(smoothed), _scalar(eps, real))
+    return _astype(lax.div(_astype(g, dtype), _astype(root, dtype)), g.dtype)
+
+
+def _scale_by_smoothed_second_moment(
+    who: str,
+    state_type: Callable[[Any], Any],
+    accumulate: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    eps: Any,
+    c2: Any,
+    stencil: str,
+    min_spatial_size: Any,
+    laplacian_impl: str,
+    fold: FoldSpec,
+) -> optax.GradientTransformationExtraArgs:
+    """LAdaGrad's and LRMSProp's transformation: a state of one second-moment tree, advanced
+    by ``accumulate(g, s)``, and the step ``g / (sqrt(max(s + c2 lap s, 0)) + eps)``."""
+    _checks.non_negative("eps", eps)
+    _check_smoothing(c2, stencil, min_spatial_size, fold)
+    _warn_if_unstable(c2, "variance_lap", stencil)
+    impl = check_implementation(laplacian_impl)
+
+    def init_fn(params):
+        _check_params(params, fold, who)
+        return state_type(_zeros_real(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        (moment,) = state
+        _checks.same_shapes(updates, moment, who)
+        c2_, floor = _in_effect(who, c2, 0.0)
+        moment = jax.tree.map(accumulate, updates, moment)
+        updates = map_with_folds(
+            lambda g, s, f: _rescale(g, s, eps, c2_, stencil, min_spatial_size, impl, f, floor),
+            _folds_for(fold, updates, params),
+            updates,
+            moment,
+        )
+        return updates, state_type(moment)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -636,43 +828,22 @@ def scale_by_ladagrad(
     References:
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdaGrad``.
     """
-    _check_common(eps, c2, stencil, min_spatial_size, fold)
-    _warn_if_unstable(c2, "variance_lap", stencil)
-    impl = check_implementation(laplacian_impl)
 
-    def init_fn(params):
-        _checks.inexact_leaves(params, "scale_by_ladagrad")
-        resolve_folds(fold, params)
-        return ScaleByLAdaGradState(sum_of_squares=_zeros_real(params))
+    def accumulate(g, s):
+        g2 = _abs_sq(_astype(g, _compute_dtype(g.dtype)))
+        return _astype(lax.add(_astype(s, g2.dtype), g2), s.dtype)
 
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        _checks.same_shapes(updates, state.sum_of_squares, "scale_by_ladagrad")
-
-        def accumulate(g, s):
-            g2 = _abs_sq(_as(g, _compute_dtype(g.dtype)))
-            return _as(lax.add(_as(s, g2.dtype), g2), s.dtype)
-
-        sum_of_squares = jax.tree.map(accumulate, updates, state.sum_of_squares)
-        updates = map_with_folds(
-            lambda g, s, f: _rescale(g, s, eps, c2, stencil, min_spatial_size, impl, f),
-            _folds_for(fold, updates, params),
-            updates,
-            sum_of_squares,
-        )
-        return updates, ScaleByLAdaGradState(sum_of_squares=sum_of_squares)
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _rescale(g, second_moment, eps, c2, stencil, min_spatial_size, impl, fold):
-    """``g / (sqrt(max(s + c2 lap s, 0)) + eps)``, the shared step of LAdaGrad and LRMSProp."""
-    dtype = _compute_dtype(g.dtype)
-    real = _real_dtype(dtype)
-    gate = smoothing_gate(c2, min_spatial_size, g.size)
-    smoothed = smooth(_as(second_moment, real), c2, gate, stencil, impl, fold, floor=0.0)
-    root = lax.add(lax.sqrt(smoothed), _cast(eps, real))
-    return _as(lax.div(_as(g, dtype), _as(root, dtype)), g.dtype)
+    return _scale_by_smoothed_second_moment(
+        "scale_by_ladagrad",
+        ScaleByLAdaGradState,
+        accumulate,
+        eps=eps,
+        c2=c2,
+        stencil=stencil,
+        min_spatial_size=min_spatial_size,
+        laplacian_impl=laplacian_impl,
+        fold=fold,
+    )
 
 
 def scale_by_lrmsprop(
@@ -722,25 +893,14 @@ def scale_by_lrmsprop(
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LRMSProp``.
     """
     _checks.unit_interval("decay", decay)
-    _check_common(eps, c2, stencil, min_spatial_size, fold)
-    _warn_if_unstable(c2, "variance_lap", stencil)
-    impl = check_implementation(laplacian_impl)
-
-    def init_fn(params):
-        _checks.inexact_leaves(params, "scale_by_lrmsprop")
-        resolve_folds(fold, params)
-        return ScaleByLRMSPropState(nu=_zeros_real(params))
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        _checks.same_shapes(updates, state.nu, "scale_by_lrmsprop")
-        nu = jax.tree.map(lambda g, v: _ema(g, v, decay, True), updates, state.nu)
-        updates = map_with_folds(
-            lambda g, v, f: _rescale(g, v, eps, c2, stencil, min_spatial_size, impl, f),
-            _folds_for(fold, updates, params),
-            updates,
-            nu,
-        )
-        return updates, ScaleByLRMSPropState(nu=nu)
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return _scale_by_smoothed_second_moment(
+        "scale_by_lrmsprop",
+        ScaleByLRMSPropState,
+        lambda g, v: _ema(g, v, decay, True),
+        eps=eps,
+        c2=c2,
+        stencil=stencil,
+        min_spatial_size=min_spatial_size,
+        laplacian_impl=laplacian_impl,
+        fold=fold,
+    )

@@ -25,9 +25,9 @@ OPTIMIZERS_UNDER_TEST = {
     "ladam": (ladam_optax.ladam, dict(learning_rate=1e-2, c2=0.1, weight_decay=1e-3)),
     "ladam_update_lap": (ladam_optax.ladam, dict(learning_rate=1e-2, c2=0.1, mode="update_lap")),
     "ladam_weight_lap": (ladam_optax.ladam, dict(learning_rate=1e-2, c2=1e-3, mode="weight_lap")),
-    "ladam_wave_variance": (
-        ladam_optax.ladam,
-        dict(learning_rate=1e-2, c2=0.1, mode="wave_variance", wave_E0=0.0, wave_dt=0.2),
+    "wave_ladam": (
+        ladam_optax.wave_ladam,
+        dict(learning_rate=1e-2, c2=0.1, wave_E0=0.0, wave_dt=0.2),
     ),
     "ladamw": (ladam_optax.ladamw, dict(learning_rate=1e-2, c2=0.1, weight_decay=1e-2)),
     "ladagrad": (ladam_optax.ladagrad, dict(learning_rate=5e-2, c2=0.1, lr_decay=1e-2)),

@@ -254,7 +254,7 @@ def test_works_as_the_outer_optimizer_of_sam(name):
 
 
 def _lamb_style(c2: float, learning_rate: float = 1e-2, weight_decay: float = 1e-3):
-    """The README's LAMB-style chain: LAdam direction, decoupled decay, layer-wise trust ratio."""
+    """docs/flax.md's LAMB-style chain: LAdam direction, decoupled decay, layer-wise trust ratio."""
     return optax.chain(
         ladam_optax.scale_by_ladam(c2=c2),
         optax.add_decayed_weights(weight_decay),
@@ -432,17 +432,24 @@ def test_learning_rate_schedule():
 
 def test_public_signatures_match_the_spec():
     """Other code is built against these exact names and defaults."""
-    wave = "wave_dt=0.1, wave_kappa=0.1, wave_E0=0.0, wave_damping=0.5, "
+    wave = "wave_dt=0.1, wave_kappa=0.1, wave_E0=0.0, wave_damping=0.5, *, stencil='9point', "
     expected = {
         "scale_by_ladam": "(b1=0.9, b2=0.999, eps=1e-08, c2=0.0001, mode='variance_lap', "
-        f"stencil='9point', min_spatial_size=16, mu_dtype=None, *, {wave}laplacian_impl='auto', "
+        "stencil='9point', min_spatial_size=16, mu_dtype=None, *, laplacian_impl='auto', "
         "fold=None)",
         "ladam": "(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0, "
         "c2=0.0001, mode='variance_lap', stencil='9point', min_spatial_size=16, mu_dtype=None, "
-        f"*, {wave}laplacian_impl='auto', fold=None)",
+        "*, laplacian_impl='auto', fold=None)",
         "ladamw": "(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, weight_decay=0.0001, "
         "c2=0.0001, mode='variance_lap', stencil='9point', min_spatial_size=16, mu_dtype=None, "
-        f"mask=None, *, {wave}laplacian_impl='auto', fold=None)",
+        "mask=None, *, laplacian_impl='auto', fold=None)",
+        "scale_by_wave_ladam": f"(b1=0.9, eps=1e-08, c2=0.0001, {wave}min_spatial_size=16, "
+        "mu_dtype=None, laplacian_impl='auto', fold=None)",
+        "wave_ladam": "(learning_rate=0.001, b1=0.9, eps=1e-08, weight_decay=0.0, c2=0.0001, "
+        f"{wave}min_spatial_size=16, mu_dtype=None, laplacian_impl='auto', fold=None)",
+        "wave_ladamw": "(learning_rate=0.001, b1=0.9, eps=1e-08, weight_decay=0.0001, "
+        f"c2=0.0001, {wave}min_spatial_size=16, mu_dtype=None, mask=None, "
+        "laplacian_impl='auto', fold=None)",
         "scale_by_ladagrad": "(eps=1e-10, c2=0.0001, stencil='9point', min_spatial_size=16, *, "
         "laplacian_impl='auto', fold=None)",
         "ladagrad": "(learning_rate=0.01, lr_decay=0.0, eps=1e-10, weight_decay=0.0, c2=0.0001, "
@@ -496,7 +503,7 @@ def test_nn_signatures_match_the_spec():
 
 
 IMPL_CASES = [(name, impl) for name in NAMES for impl in ("slices", "shifts")] + [
-    (name, "conv") for name in ("ladam", "ladagrad", "ladam_wave_variance")
+    (name, "conv") for name in ("ladam", "ladagrad", "wave_ladam")
 ]  # "auto" is "slices" on one device; the conv form is the reference's, slow to compile
 
 

@@ -118,7 +118,7 @@ def test_min_spatial_size_matches_reference(min_spatial_size):
     """The threshold decides which leaves are smoothed (and clamped), exactly as in PyTorch.
 
     Not below 2: the reference crashes on the 0-d leaf then (its 2-D branch unpacks ``()``);
-    ours gives a 0-d leaf a zero Laplacian (tested in test_transform.py).
+    ours gives a 0-d leaf a zero Laplacian (test_laplacian.py, degenerate shapes).
     """
     reference = load_reference("0.2.0")
     hyper = dict(c2=0.2, min_spatial_size=min_spatial_size)
@@ -146,13 +146,16 @@ WAVE_CASES = list(itertools.product(C2_VALUES, (0.0, 0.5), (0.0, 0.1)))
 
 def _wave_trajectories(c2, wave_E0, weight_decay, dtype):
     reference = load_reference("0.4.1")
-    hyper = dict(c2=c2, mode="wave_variance", wave_E0=wave_E0, wave_dt=0.2, wave_damping=0.3)
+    hyper = dict(c2=c2, wave_E0=wave_E0, wave_dt=0.2, wave_damping=0.3)
     expected = _torch_trajectory(
-        reference.LAdamW, dict(lr=1e-2, weight_decay=weight_decay, **hyper), dtype
+        reference.LAdamW,
+        dict(lr=1e-2, weight_decay=weight_decay, mode="wave_variance", **hyper),
+        dtype,
     )
-    ours = [_jax_trajectory(ladam_optax.ladamw(1e-2, weight_decay=weight_decay, **hyper), dtype)]
-    if weight_decay == 0.0:  # ladam (coupled decay) is the same optimizer without decay
-        ours.append(_jax_trajectory(ladam_optax.ladam(1e-2, **hyper), dtype))
+    wave_ladamw = ladam_optax.wave_ladamw(1e-2, weight_decay=weight_decay, **hyper)
+    ours = [_jax_trajectory(wave_ladamw, dtype)]
+    if weight_decay == 0.0:  # wave_ladam (coupled decay) is the same optimizer without decay
+        ours.append(_jax_trajectory(ladam_optax.wave_ladam(1e-2, **hyper), dtype))
     return ours, expected
 
 

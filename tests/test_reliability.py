@@ -150,10 +150,10 @@ def test_the_centre_weight_limit_is_where_the_smoothed_variance_can_go_negative(
         (ladam_optax.ladam, "eps"),
         (ladam_optax.ladam, "weight_decay"),
         (ladam_optax.ladam, "b1"),
-        (ladam_optax.ladam, "wave_dt"),
-        (ladam_optax.ladam, "wave_kappa"),
-        (ladam_optax.ladam, "wave_E0"),
-        (ladam_optax.ladam, "wave_damping"),
+        (ladam_optax.wave_ladam, "wave_dt"),
+        (ladam_optax.wave_ladam, "wave_kappa"),
+        (ladam_optax.wave_ladam, "wave_E0"),
+        (ladam_optax.wave_ladam, "wave_damping"),
         (ladam_optax.ladamw, "weight_decay"),
         (ladam_optax.ladagrad, "lr_decay"),
         (ladam_optax.lrmsprop, "momentum"),
@@ -165,9 +165,13 @@ def test_non_finite_hyperparameters_raise(factory, name, value):
         factory(**{name: value})
 
 
-def test_wave_arguments_are_validated_in_every_mode():
-    with pytest.raises(ValueError, match="wave_dt must be >= 0"):
-        ladam_optax.ladam(mode="variance_lap", wave_dt=-1.0)
+def test_the_wave_mode_has_its_own_optimizer():
+    with pytest.raises(ValueError, match="wave_ladamw"):
+        ladam_optax.ladam(mode="wave_variance")
+    with pytest.raises(TypeError, match="wave_dt"):
+        ladam_optax.ladam(wave_dt=0.1)  # pyright: ignore[reportCallIssue]
+    with pytest.raises(ValueError, match=r"wave_damping must be in \[0, 1\]"):
+        ladam_optax.wave_ladamw(wave_damping=1.5)
 
 
 @pytest.mark.parametrize(
