@@ -63,7 +63,7 @@ def suggest_c2(architecture: str = "auto") -> float:
 
 # What ``ladam.auto`` recommends per parameter category (its 64-experiment benchmark): only dense
 # (linear) kernels profit from the Laplacian; attention was harmful (GPT-2), the rest neutral.
-C2_BY_CATEGORY = {
+_C2_BY_CATEGORY = {
     "linear": 1e-5,
     "conv": 0.0,
     "attention": 0.0,
@@ -218,7 +218,7 @@ def analyze_params(params: Any) -> dict[str, Any]:
         layer_params[category] = layer_params.get(category, 0) + math.prod(shape)
     architecture = _architecture([c for c in categories if c is not None], named)
     total = sum(layer_params.values())
-    active = [c for c, v in C2_BY_CATEGORY.items() if v > 0 and c in layer_counts]
+    active = [c for c, v in _C2_BY_CATEGORY.items() if v > 0 and c in layer_counts]
     active_params = sum(layer_params[c] for c in active)
     percent = 100.0 * active_params / total if total > 0 else 0.0
     if not active:
@@ -242,7 +242,7 @@ def analyze_params(params: Any) -> dict[str, Any]:
         "layer_counts": dict(sorted(layer_counts.items())),
         "layer_params": dict(sorted(layer_params.items())),
         "recommendation": recommendation,
-        "c2_map": {c: v for c, v in C2_BY_CATEGORY.items() if c in layer_counts},
+        "c2_map": {c: v for c, v in _C2_BY_CATEGORY.items() if c in layer_counts},
     }
 
 
@@ -253,7 +253,7 @@ def _group_label(c2: float) -> str:
 def _c2_labels(params: Any) -> Any:
     """The ``optax.partition`` label (``"c2=1e-05"`` or ``"c2=0.0"``) of every leaf."""
     categories, _ = _categories(params)
-    labels = [_group_label(0.0 if c is None else C2_BY_CATEGORY.get(c, 0.0)) for c in categories]
+    labels = [_group_label(0.0 if c is None else _C2_BY_CATEGORY.get(c, 0.0)) for c in categories]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), labels)
 
 
@@ -314,6 +314,6 @@ def auto_configure(
         learning_rate = chi_anneal_schedule(cast(float, learning_rate), total_steps)
     transforms: dict[Any, optax.GradientTransformation] = {
         _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2, fold=fold)
-        for c2 in sorted(set(C2_BY_CATEGORY.values()))
+        for c2 in sorted(set(_C2_BY_CATEGORY.values()))
     }
     return optax.partition(transforms, _c2_labels)
