@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import optax
 
+from ladam_optax import _checks
 from ladam_optax._laplacian import Fold, check_fold
 
 FoldSpec = Any
@@ -164,6 +165,13 @@ def torch_folds(params: Any) -> Any:
       slice of ``in_proj_bias``: a periodic line, ``Fold(rows=(0, 1), cols=())``;
     - everything else: ``None``.
 
+    A leaf of 3 or more dimensions outside an attention layer that is not named ``kernel``
+    (e.g. a plain dict's ``{"conv": {"w": ...}}``) gets ``None``, the reference's
+    ``(shape[0], -1)`` field, with a ``UserWarning`` naming it: its layout cannot be read from
+    its name. It is not an error, since such leaves need not be convolutions (a position
+    embedding ``(1, tokens, features)``); name a Flax-layout conv kernel ``kernel``, or pass a
+    fold tree, and the warning goes away.
+
     Layers it cannot know from a path: ``ConvTranspose`` (its PyTorch kernel is
     ``(in, out, *spatial)`` and flipped, and its Flax kernel looks like a ``Conv``'s, so it gets
     the conv rule: pass a tree with its own fold), and recurrent cells (PyTorch stacks an
@@ -212,6 +220,21 @@ def torch_folds(params: Any) -> Any:
         else (None if shape is None else _torch_fold(names, shape, attention))
         for (names, shape), (_, leaf) in zip(entries, with_paths, strict=True)
     ]
+    unknown = [
+        jax.tree_util.keystr(path)
+        for (names, shape), (path, _) in zip(entries, with_paths, strict=True)
+        if shape is not None
+        and len(shape) >= 3
+        and names[-1:] != ("kernel",)
+        and not (len(names) >= 2 and names[:-2] in attention)
+    ]
+    if unknown:
+        _checks.warn(
+            "torch_folds: leaves of 3 or more dimensions not named 'kernel' have no known "
+            f"layout and get the reference's (shape[0], -1) field: {', '.join(unknown)}. For "
+            "a conv kernel in Flax's (*spatial, in, out) layout, name it 'kernel' or pass "
+            "fold= a tree with its ladam_optax.Fold"
+        )
     return treedef.unflatten(folds)
 
 

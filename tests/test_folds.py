@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -235,6 +236,38 @@ def test_torch_folds_rules_on_a_linen_params_dict():
         "step": None,
     }
     assert folds == expected
+
+
+def test_torch_folds_warns_about_a_leaf_whose_layout_it_cannot_tell():
+    params = {
+        "conv": {"w": jnp.zeros((3, 3, 4, 8))},  # a conv kernel, not named as Flax names it
+        "pos": {"embedding": jnp.zeros((1, 5, 8))},
+        "Conv_0": {"kernel": jnp.zeros((3, 3, 4, 8))},
+    }
+    with pytest.warns(UserWarning, match=r"not named 'kernel'.*\['conv'\]\['w'\], \['pos'\]"):
+        folds = torch_folds(params)
+    assert folds == {
+        "conv": {"w": None},
+        "pos": {"embedding": None},
+        "Conv_0": {"kernel": CONV_FOLD[4]},
+    }
+    # Flax-named trees: no warning (attention kernels, Dense, Embed and conv kernels included).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch_folds(
+            {
+                "Conv_0": {"kernel": jnp.zeros((3, 3, 4, 8))},
+                "Dense_0": {"kernel": jnp.zeros((4, 8))},
+            }
+        )
+        torch_folds(
+            {
+                "attn": {
+                    "query": {"kernel": jnp.zeros((8, 2, 4))},
+                    "out": {"kernel": jnp.zeros((2, 4, 8))},
+                }
+            }
+        )
 
 
 def test_torch_folds_on_nnx_states_with_and_without_variables():
