@@ -21,6 +21,7 @@ from helpers import (
     require_torch,
     torch_trajectory,
 )
+from test_laplacian import oracle
 
 import ladam_optax
 
@@ -176,3 +177,73 @@ def test_wave_variance_matches_ladam_0_4_1_in_float32(c2, wave_E0, weight_decay)
     ours, expected = _wave_trajectories(c2, wave_E0, weight_decay, np.float32)
     for trajectory in ours:
         _assert_same_trajectory(trajectory[:5], expected[:5], rtol=1e-3, atol=1e-5)
+
+
+# --- the variance floor max(v_hat + c2 lap(v_hat), eps) --------------------------------------
+
+# A leaf whose lower half gets ~1e-6 gradients (v_hat ~ 1e-12, far below eps = 1e-8) next to an
+# upper half of order-one gradients, and a line of tiny gradients only. A small lr keeps the tiny
+# parameters (and so the gradients noise + p) tiny for all the steps.
+FLOOR_SHAPES = {"mixed": (32, 32), "tiny_line": (64,)}
+FLOOR_LR = 1e-5
+
+
+def _floor_tree(seed: int) -> dict:
+    tree = random_tree(FLOOR_SHAPES, seed)
+    tree["mixed"][16:] *= 1e-6
+    tree["tiny_line"] *= 1e-6
+    return tree
+
+
+def _floor_trajectories(reference_class, ours, kwargs):
+    noises = [_floor_tree(1000 + step) for step in range(STEPS)]
+    expected = torch_trajectory(
+        reference_class, dict(lr=FLOOR_LR, **kwargs), _floor_tree(0), noises
+    )
+    return jax_trajectory(ours, _floor_tree(0), noises), expected
+
+
+def _floored_fraction(c2: float, stencil: str) -> tuple[float, float]:
+    """After the first step (v_hat = g^2, m_hat = g), the fraction of the mixed leaf's entries
+    where v_hat + c2 lap(v_hat) <= eps, and the smallest |m_hat| among them (the NumPy oracle)."""
+    g = (_floor_tree(1000)["mixed"] + _floor_tree(0)["mixed"]).astype(np.float64)
+    smoothed = g**2 + c2 * oracle(g**2, stencil)
+    floored = smoothed <= 1e-8
+    return float(floored.mean()), float(np.abs(g[floored]).min())
+
+
+# c2 = 0.5 is above the limit (0.3): the smoothed variance goes negative beside the large half.
+@pytest.mark.filterwarnings("ignore:c2=0.5 is above:UserWarning")
+@pytest.mark.parametrize(
+    ("stencil", "c2"), list(itertools.product(("9point", "5point"), (1e-4, 0.5)))
+)
+def test_the_variance_floor_binds_with_a_nonzero_first_moment_as_in_the_reference(stencil, c2):
+    fraction, smallest_m = _floored_fraction(c2, stencil)
+    assert 0.4 < fraction < 1.0 and smallest_m > 0.0  # the floor binds where m is not zero
+    hyper = dict(c2=c2, stencil=stencil)
+    ours, expected = _floor_trajectories(
+        load_reference("0.2.0").LAdam, ladam_optax.ladam(FLOOR_LR, **hyper), hyper
+    )
+    _assert_same_floor_trajectory(ours, expected)
+    if stencil == "9point":  # 0.4.1's LAdamW has only the 9-point stencil
+        hyper = dict(c2=c2, weight_decay=0.0)
+        ours, expected = _floor_trajectories(
+            load_reference("0.4.1").LAdamW, ladam_optax.ladamw(FLOOR_LR, **hyper), hyper
+        )
+        _assert_same_floor_trajectory(ours, expected)
+
+
+def _assert_same_floor_trajectory(ours, reference) -> None:
+    """The order-one half as the other parity tests; the tiny entries (~1e-6) to 1e-12, far
+    below them: a step without the floor is ~100x larger there."""
+    for step, (a, b) in enumerate(zip(ours, reference, strict=True)):
+        where = f"step {step + 1}"
+        np.testing.assert_allclose(
+            a["mixed"][:16], b["mixed"][:16], rtol=1e-5, atol=1e-6, err_msg=where
+        )
+        np.testing.assert_allclose(
+            a["mixed"][16:], b["mixed"][16:], rtol=1e-5, atol=1e-12, err_msg=where
+        )
+        np.testing.assert_allclose(
+            a["tiny_line"], b["tiny_line"], rtol=1e-5, atol=1e-12, err_msg=where
+        )
