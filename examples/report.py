@@ -27,6 +27,7 @@ RESULTS = REPO / "examples" / "results"
 FILES = {
     "README.md": ("c2-sweep", "pinn"),
     "docs/evidence.md": ("pinn", "pinn-runs", "c2-sweep-tasks"),
+    "docs/choosing_c2.md": ("c2-sweep",),
 }
 PINN_SETTING = (5000, 2000, pinn_wave.CURVE_EVERY)  # steps, interior points, evaluation period
 
