@@ -1,25 +1,36 @@
-"""``ladam`` on 8 simulated CPU devices: each Laplacian implementation under three layouts.
+"""``ladam`` against ``optax.adam`` on 8 simulated CPU devices, every common layout side by side.
 
-The transformer-like tree of ``optimizer_step.py`` (2 blocks, d_model 256 here, to keep 8
-simulated devices on a small machine quick) on a ``("data", "model")`` mesh of 2 x 4 Auto axes:
+A transformer-like tree (embedding; per block q/k/v kernels ``(d, heads, head_dim)`` and biases
+``(heads, head_dim)``, out kernel ``(heads, head_dim, d)``, MLP kernels and biases, norms; ~7.9M
+parameters and 67 leaves at the defaults) on a ``("data", "model")`` mesh of 2 x 4:
 
-- ``data_parallel``: every leaf replicated (plain data parallelism);
-- ``fsdp``: every leaf sharded on its first axis over all 8 devices where it divides;
-- ``tensor_parallel``: kernels and biases sharded on their last axis over ``"model"``.
+- ``one_device``: everything on one device of the eight (no mesh);
+- ``dp``: every leaf replicated (plain data parallelism);
+- ``fsdp``: every leaf of 2 or more axes sharded over all 8 devices on its largest axis that 8
+  divides;
+- ``tp``: Megatron-style tensor parallelism over ``"model"`` (attention heads, the MLP's hidden
+  axis, the embedding's features);
+- ``mixed``: 2-D, ``tp`` plus each kernel's other large axis over ``"data"``.
 
-For ``optax.adam`` and ``ladam`` with ``laplacian_impl`` ``"auto"``, ``"slices"`` and ``"shifts"``:
-the compiled step's collectives (all-gathers would mean a leaf is rebuilt whole on each device)
-and its time, interleaved in shuffled rounds. Simulated devices share the machine's cores, so the
-times compare implementations, not a real pod's speed. Writes ``OUT/sharded_step.json``.
+Each sharded layout on Auto axes and on Explicit axes (without ``jax.set_mesh``: the leaves'
+types carry the mesh). Per layout and optimizer: the jitted update + ``apply_updates`` step
+(state and params donated) timed in shuffled rounds, its ratio to ``optax.adam`` in the same
+rounds, the compiled step's collectives (all-gathers or all-to-alls would mean a leaf is
+rebuilt whole on a device; the largest array any collective moves is recorded), and the cold
+``lower().compile()`` time. Simulated devices share the machine's cores, so times compare the
+optimizers, not a real pod's speed. Writes ``OUT/sharded_step.json`` and prints a table.
 
-    python benchmarks/sharded_step.py [--reps 30] [--out benchmarks/results]
+    python benchmarks/sharded_step.py [--reps 20] [--compiles 3] [--blocks 4] [--d-model 384]
+        [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import re
+import statistics
 from collections import Counter
 
 import jax
@@ -29,11 +40,12 @@ jax.config.update("jax_num_cpu_devices", 8)
 import optax  # noqa: E402
 from _harness import (  # noqa: E402
     Timer,
+    cold_compiles,
     in_rounds,
     machine,
+    paired_ratios,
     random_params,
     save,
-    transformer_shapes,
     update_step,
 )
 from jax.sharding import AxisType, NamedSharding  # noqa: E402
@@ -41,52 +53,147 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import ladam_optax  # noqa: E402
 
-COLLECTIVE = re.compile(r"\b(all-gather|all-to-all|all-reduce|collective-permute)(?:-start)?\(")
+LAYOUTS = (
+    "one_device",
+    "dp_auto",
+    "dp_explicit",
+    "fsdp_auto",
+    "fsdp_explicit",
+    "tp_auto",
+    "tp_explicit",
+    "mixed_auto",
+    "mixed_explicit",
+)
+COLLECTIVE = re.compile(
+    r"= \(?([^=]*?)\)? (all-gather|all-to-all|all-reduce|collective-permute)(?:-start)?\("
+)
+SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
 
 
-def layout(name: str, shape: tuple[int, ...]) -> P:
-    if name == "data_parallel":
-        return P()
-    if name == "fsdp":
-        return P(("data", "model")) if shape and shape[0] % 8 == 0 else P()
-    return P(*([None] * (len(shape) - 1)), "model") if shape and shape[-1] % 4 == 0 else P()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=30, help="timed steps per variant")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-    host = random_params(transformer_shapes(d_model=256))
-    variants = {"adam": optax.adam(1e-3)} | {
-        impl: ladam_optax.ladam(1e-3, c2=1e-4, laplacian_impl=impl)
-        for impl in ("auto", "slices", "shifts")
-    }
-    results: dict = {"machine": machine(), "reps": args.reps, "layouts": {}}
-    print(f"{'layout':<16} {'variant':<8} {'ms':>8} {'/ adam':>7}  collectives")
-    for name in ("data_parallel", "fsdp", "tensor_parallel"):
-        params = {
-            k: jax.device_put(v, NamedSharding(mesh, layout(name, v.shape)))
-            for k, v in host.items()
+def transformer_shapes(blocks: int, d_model: int, heads: int = 8, vocab: int = 2048) -> dict:
+    head_dim = d_model // heads
+    shapes = {"embed/embedding": (vocab, d_model), "final_norm/scale": (d_model,)}
+    for b in range(blocks):
+        for name in ("query", "key", "value"):
+            shapes[f"block{b}/{name}/kernel"] = (d_model, heads, head_dim)
+            shapes[f"block{b}/{name}/bias"] = (heads, head_dim)
+        shapes |= {
+            f"block{b}/out/kernel": (heads, head_dim, d_model),
+            f"block{b}/out/bias": (d_model,),
+            f"block{b}/mlp_up/kernel": (d_model, 4 * d_model),
+            f"block{b}/mlp_up/bias": (4 * d_model,),
+            f"block{b}/mlp_down/kernel": (4 * d_model, d_model),
+            f"block{b}/mlp_down/bias": (d_model,),
+            f"block{b}/norm1/scale": (d_model,),
+            f"block{b}/norm1/bias": (d_model,),
+            f"block{b}/norm2/scale": (d_model,),
+            f"block{b}/norm2/bias": (d_model,),
         }
+    return shapes
+
+
+def _tensor_parallel(name: str, shape: tuple[int, ...]) -> list:
+    """Megatron-style: which axis of each leaf goes over "model" (heads, MLP hidden, features)."""
+    spec: list = [None] * len(shape)
+    if any(k in name for k in ("query", "key", "value")):
+        spec[len(shape) - 2] = "model"  # heads: kernels (d, heads, hd), biases (heads, hd)
+    elif "/out/kernel" in name:
+        spec[0] = "model"
+    elif "mlp_up" in name:
+        spec[-1] = "model"
+    elif "mlp_down/kernel" in name:
+        spec[0] = "model"
+    elif "embed" in name:
+        spec[1] = "model"
+    return spec
+
+
+def spec_for(layout: str, name: str, shape: tuple[int, ...]) -> P:
+    kind = layout.rsplit("_", 1)[0]
+    if kind in ("one_device", "dp") or len(shape) < 2 and kind == "fsdp":
+        return P()
+    if kind == "fsdp":
+        for axis in sorted(range(len(shape)), key=lambda a: (-shape[a], a)):
+            if shape[axis] % 8 == 0:
+                return P(*([None] * axis), ("data", "model"))
+        return P()
+    spec = _tensor_parallel(name, shape)
+    if kind == "mixed" and len(shape) >= 2:
+        free = [a for a in range(len(shape)) if spec[a] is None and shape[a] % 2 == 0]
+        if free:
+            spec[max(free, key=lambda a: shape[a])] = "data"
+    return P(*spec)
+
+
+def place(host: dict, layout: str) -> dict:
+    if layout == "one_device":
+        return jax.device_put(host, jax.devices()[0])
+    kind = AxisType.Explicit if layout.endswith("explicit") else AxisType.Auto
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(kind,) * 2)
+    return {
+        k: jax.device_put(v, NamedSharding(mesh, spec_for(layout, k, v.shape)))
+        for k, v in host.items()
+    }
+
+
+def collectives(text: str) -> dict:
+    """Counts of each collective in compiled HLO, and the most elements any one moves."""
+    counts: Counter = Counter()
+    largest = 0
+    for match in COLLECTIVE.finditer(text):
+        counts[match.group(2)] += 1
+        for dims in SHAPE.findall(match.group(1)):
+            largest = max(largest, math.prod(int(d) for d in dims.split(",") if d))
+    return {"counts": dict(counts), "largest_elements": largest}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=20, help="timed rounds per layout")
+    parser.add_argument("--compiles", type=int, default=3, help="cold compiles per variant")
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=384)
+    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    host = random_params(transformer_shapes(args.blocks, args.d_model))
+    variants = {"adam": optax.adam(1e-3), "ladam": ladam_optax.ladam(1e-3, c2=1e-4)}
+    results: dict = {
+        "machine": machine(),
+        "reps": args.reps,
+        "parameters": sum(math.prod(s.shape) for s in host.values()),
+        "leaves": len(host),
+        "layouts": {},
+    }
+    print(f"{len(host)} leaves, {results['parameters'] / 1e6:.2f}M parameters, 8 devices")
+    header = f"{'layout':<16}{'adam ms':>9}{'ladam ms':>10}{'ratio':>7}{'compile':>9}"
+    print(f"{header}  ladam's collectives (largest array moved)")
+    for layout in args.layouts:
+        params = place(host, layout)
         timer = Timer(params)
-        rows = {}
+        row: dict = {}
         for variant, tx in variants.items():
-            state = tx.init(params)
-            text = update_step(tx).lower(timer.grads, state, params).compile().as_text()
-            rows[variant] = {"collectives": dict(Counter(COLLECTIVE.findall(text)))}
-        samples = in_rounds({v: timer.prepare(tx) for v, tx in variants.items()}, args.reps)
-        for variant, times in samples.items():
-            rows[variant]["median_ms"] = 1e3 * sorted(times)[len(times) // 2]
-        for variant, row in rows.items():
-            ratio = row["median_ms"] / rows["adam"]["median_ms"]
-            row["ratio_to_adam"] = ratio
-            shown = ", ".join(f"{k} {n}" for k, n in sorted(row["collectives"].items())) or "none"
-            print(f"{name:<16} {variant:<8} {row['median_ms']:>8.2f} {ratio:>7.2f}  {shown}")
-        results["layouts"][name] = rows
+            text = update_step(tx).lower(timer.grads, tx.init(params), params).compile().as_text()
+            row[variant] = {"collectives": collectives(text)}
+        compiles = cold_compiles(variants, timer.grads, params, args.compiles)
+        for variant, samples in compiles.items():
+            row[variant]["compile_s"] = statistics.median(s["total_s"] for s in samples)
+        times = in_rounds({v: timer.prepare(tx) for v, tx in variants.items()}, args.reps)
+        for variant, samples in times.items():
+            row[variant]["median_ms"] = 1e3 * statistics.median(samples)
+        row["ratio_to_adam"] = paired_ratios(times["adam"], times["ladam"])
+        row["compile_ratio"] = row["ladam"]["compile_s"] / row["adam"]["compile_s"]
+        results["layouts"][layout] = row
+        moved = row["ladam"]["collectives"]
+        shown = ", ".join(f"{k} {n}" for k, n in sorted(moved["counts"].items())) or "none"
+        print(
+            f"{layout:<16}{row['adam']['median_ms']:>9.1f}{row['ladam']['median_ms']:>10.1f}"
+            f"{row['ratio_to_adam']['ratio']:>7.2f}{row['compile_ratio']:>8.1f}x"
+            f"  {shown} ({moved['largest_elements']})"
+        )
     save(results, args.out / "sharded_step.json")
+    return results
 
 
 if __name__ == "__main__":

@@ -285,10 +285,14 @@ def _taps(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
     return lax.sub(total, _scaled(tap(0, 0), 4.0 * (corner + edge)))
 
 
-def stencil_on_padded(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
-    """The stencil on a ``block`` already padded by one slab on each side of ``axes`` (one axis
-    for a line, two for a field's rows and columns): the Laplacian of the unpadded block."""
-    total = _taps(block, stencil, axes)
+def stencil_taps(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
+    """:func:`_taps`, for the sharded forms (``_partitioned``)."""
+    return _taps(block, stencil, axes)
+
+
+def divided_by_scale(total: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
+    """``total`` from :func:`stencil_taps` over ``axes`` divided by the stencil's overall scale
+    (a line's stencil has none)."""
     return total if len(axes) == 1 else _divided_by_scale(total, stencil)
 
 

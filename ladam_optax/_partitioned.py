@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.extend
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.interpreters import mlir
@@ -42,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 from ladam_optax import _laplacian
 
 FORMS = ("slices", "conv")
+_EDGES_APART_FROM = 3  # the shortest run :func:`_edges_apart` handles
 
 
 class _Group(NamedTuple):
@@ -143,44 +145,144 @@ def _shard_number(group: _Group) -> jax.Array:
     return k
 
 
-def _with_halos(block: jax.Array, axis: int, group: _Group, mesh_order: tuple[str, ...]):
-    """``block`` (its group viewed as ``(outer, run)`` at axes ``axis - 1, axis``) with one slab
-    added before and after along ``axis``: its own wrap when the group is whole here, else the
-    neighbouring shards' edge slabs.
+def _exchange(first, last, axis: int, group: _Group, mesh_order: tuple[str, ...]):
+    """What lies just before and just after a block along ``axis`` (its group viewed as
+    ``(outer, run)`` at axes ``axis - 1, axis``), given the block's ``first`` and ``last`` slabs
+    there: its own wrap when the group is whole here, else the neighbouring shards' edge slabs.
 
     A run is contiguous in the flattened group, so a shard's neighbour across its run's end is the
     next shard's run of the same outer index, except at the ends of the ring, where the flattened
     wrap carries into the next outer index: those two shards roll what they receive by one.
     """
-    first = lax.slice_in_dim(block, 0, 1, axis=axis)
-    last = lax.slice_in_dim(block, block.shape[axis] - 1, block.shape[axis], axis=axis)
     if group.cut is None:
-        return lax.concatenate([last, block, first], axis)
+        return last, first
     names, forward = _ring(group, mesh_order, 1)
     _, backward = _ring(group, mesh_order, -1)
     before = lax.ppermute(last, names, forward)  # the previous shard's last slab
     after = lax.ppermute(first, names, backward)  # the next shard's first slab
-    if block.shape[axis - 1] > 1:
+    if first.shape[axis - 1] > 1:
         k, count = _shard_number(group), math.prod(group.sizes)
         before = jnp.where(k == 0, jnp.roll(before, 1, axis - 1), before)
         after = jnp.where(k == count - 1, jnp.roll(after, -1, axis - 1), after)
+    return before, after
+
+
+def _lines(block: jax.Array, axis: int, start: int, stop: int) -> jax.Array:
+    return lax.slice_in_dim(block, start, stop, axis=axis)
+
+
+def _padded(block: jax.Array, axis: int, group: _Group, mesh_order: tuple[str, ...]):
+    """``block`` with one slab added before and after along ``axis`` (:func:`_exchange`)."""
+    n = block.shape[axis]
+    before, after = _exchange(
+        _lines(block, axis, 0, 1), _lines(block, axis, n - 1, n), axis, group, mesh_order
+    )
     return lax.concatenate([before, block, after], axis)
+
+
+def _placed(out: jax.Array, axis: int, first: jax.Array, last: jax.Array) -> jax.Array:
+    """``out`` with its first and last slabs along ``axis`` replaced by ``first``/``last``."""
+    index = lax.broadcasted_iota(np.int32, out.shape, axis)
+    for at, values in ((out.shape[axis] - 1, last), (0, first)):
+        spread = lax.broadcast_in_dim(
+            lax.squeeze(values, (axis,)),
+            out.shape,
+            tuple(a for a in range(out.ndim) if a != axis),
+        )
+        out = lax.select(lax.eq(index, np.int32(at)), spread, out)
+    return out
+
+
+def _edges_apart(block, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
+    """The stencil (before its overall scale) on a block of runs of at least 3: the interior
+    from static slices of the block itself (zeros on its edges), the edges from thin strips
+    padded with the neighbours' slabs, computed once apart and selected in: the block is read
+    once, with no padded copy of it (the single-device ``"slices"`` form's idea)."""
+    taps = _laplacian.stencil_taps
+    rows, n_rows = 2, block.shape[2]
+    interior = taps(block, stencil, (rows,) if len(plan.groups) == 1 else (rows, 4))
+    out = lax.pad(
+        interior,
+        np.zeros((), block.dtype),
+        [(0, 0, 0), (0, 0, 0), (1, 1, 0)]
+        + ([(0, 0, 0), (1, 1, 0)] if len(plan.groups) == 2 else []),
+    )
+    if len(plan.groups) == 1:  # a line: each end sees one neighbouring element
+        before, after = _exchange(
+            _lines(block, rows, 0, 1),
+            _lines(block, rows, n_rows - 1, n_rows),
+            rows,
+            plan.groups[0],
+            mesh_order,
+        )
+        first = taps(lax.concatenate([before, _lines(block, rows, 0, 2)], rows), stencil, (rows,))
+        last = taps(
+            lax.concatenate([_lines(block, rows, n_rows - 2, n_rows), after], rows),
+            stencil,
+            (rows,),
+        )
+        first, last = lax.optimization_barrier((first, last))
+        return _placed(out, rows, first, last)
+    cols, n_cols = 4, block.shape[4]
+    left, right = _exchange(
+        _lines(block, cols, 0, 1),
+        _lines(block, cols, n_cols - 1, n_cols),
+        cols,
+        plan.groups[1],
+        mesh_order,
+    )
+
+    def wide(start: int, stop: int) -> jax.Array:  # rows start:stop, padded with columns
+        pieces = [_lines(x, rows, start, stop) for x in (left, block, right)]
+        return lax.concatenate(pieces, cols)
+
+    top_two, bottom_two = wide(0, 2), wide(n_rows - 2, n_rows)
+    above, below = _exchange(
+        _lines(top_two, rows, 0, 1),
+        _lines(bottom_two, rows, 1, 2),
+        rows,
+        plan.groups[0],
+        mesh_order,
+    )
+
+    def tall(side: jax.Array, start: int, stop: int, first: bool) -> jax.Array:
+        strip = [side, _lines(block, cols, start, stop)]
+        strip = lax.concatenate(strip if first else strip[::-1], cols)
+        ends = (start, start + 3) if first else (n_cols - 1, n_cols + 2)
+        return lax.concatenate(
+            [_lines(above, cols, *ends), strip, _lines(below, cols, *ends)], rows
+        )
+
+    edges = (
+        taps(tall(left, 0, 2, True), stencil, (rows, cols)),
+        taps(tall(right, n_cols - 2, n_cols, False), stencil, (rows, cols)),
+        taps(lax.concatenate([above, top_two], rows), stencil, (rows, cols)),
+        taps(lax.concatenate([bottom_two, below], rows), stencil, (rows, cols)),
+    )
+    first_col, last_col, first_row, last_row = lax.optimization_barrier(edges)
+    out = _placed(out, cols, first_col, last_col)
+    return _placed(out, rows, first_row, last_row)  # rows last: the corners
 
 
 def _halo(y: jax.Array, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
     """The per-shard body: each group viewed as ``(outer, run)`` (the axes before its sharded
-    axis, then the sharded axis and those after it), padded with halos (columns first, then the
-    rows of the column-padded block, which carries the corners), then the stencil's taps as
-    static slices of the padded block."""
+    axis, then the sharded axis and those after it), its edges completed with the neighbours'
+    slabs. Runs of at least 3: :func:`_edges_apart`. Thinner runs: the block padded with halos
+    (columns first, then the rows of the column-padded block, which carries the corners) and
+    the taps sliced from that copy."""
     view = [math.prod(y.shape[: plan.groups[0].start])]
     for g in plan.groups:
         cut = g.start if g.cut is None else g.cut
         view += [math.prod(y.shape[g.start : cut]), math.prod(y.shape[cut : g.stop])]
     block = lax.reshape(y, tuple(view))
-    for index in reversed(range(len(plan.groups))):
-        block = _with_halos(block, 2 + 2 * index, plan.groups[index], mesh_order)
-    out = _laplacian.stencil_on_padded(block, stencil, tuple(range(2, block.ndim, 2)))
-    return lax.reshape(out, y.shape)
+    axes = tuple(range(2, block.ndim, 2))
+    if min(block.shape[a] for a in axes) >= _EDGES_APART_FROM:
+        out = _edges_apart(block, stencil, plan, mesh_order)
+    else:
+        for index in reversed(range(len(plan.groups))):
+            block = _padded(block, 2 + 2 * index, plan.groups[index], mesh_order)
+        out = _laplacian.stencil_taps(block, stencil, axes)
+    return lax.reshape(_laplacian.divided_by_scale(out, stencil, axes), y.shape)
 
 
 # Auto axes: the compiler's sharding, planned at compile time.
