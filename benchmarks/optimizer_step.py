@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 import ladam_optax
 
-IMPLS = ("slices", "padded", "conv")
+IMPLS = ("auto", "conv")
 SWEEP_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 TREE: dict = {}  # transformer_shapes() arguments of the main tree: the issue's, ~6.8M parameters
 LARGE_TREE = {"blocks": 8, "d_model": 1024}  # 101.8M parameters
@@ -57,7 +57,7 @@ LARGE_TREE = {"blocks": 8, "d_model": 1024}  # 101.8M parameters
 
 def family(c2: float = 1e-4) -> dict:
     """(name, adam-like baseline, ladam-like) rows of the main table."""
-    rows = {base: (base_tx, {"slices": make(c2=c2)}) for base, base_tx, make in PAIRS.values()}
+    rows = {base: (base_tx, {"auto": make(c2=c2)}) for base, base_tx, make in PAIRS.values()}
     make_ladam = PAIRS["ladam"][2]
     rows["adam"][1].update({i: make_ladam(c2=c2, laplacian_impl=i) for i in IMPLS})
     rows["adam"][1]["5point"] = make_ladam(c2=c2, stencil="5point")
@@ -165,7 +165,7 @@ def sweep(reps: int) -> list[dict]:
     for n in tqdm(SWEEP_SIZES, desc="sweep", disable=None):
         timer = Timer(random_params({"w": (n, n)}))
         runs = {"adam": timer.prepare(optax.adam(1e-3))}
-        impls = IMPLS if n <= 2048 else ("slices", "padded")  # conv at 4096^2: minutes
+        impls = IMPLS if n <= 2048 else ("auto",)  # conv at 4096^2: minutes
         for impl in impls:
             runs[impl] = timer.prepare(ladam_optax.ladam(1e-3, c2=1e-4, laplacian_impl=impl))
         n_reps = sweep_reps(reps, n)
@@ -274,11 +274,11 @@ def main(argv=None) -> dict:
             torch_times["torch_adam"]["median_ms"],
             torch_times["torch_ladam"]["median_ms"],
         )
-        ours = torch_times["ours"]["ladam[slices]"]["median_ms"]
+        ours = torch_times["ours"]["ladam[auto]"]["median_ms"]
         print(
             f"PyTorch ({torch_times['torch_threads']} threads): Adam {t_adam:.1f} ms, "
             f"reference LAdam {t_ladam:.1f} ms ({t_ladam / t_adam:.1f}x Adam); interleaved "
-            f"with them, ladam[slices] {ours:.1f} ms"
+            f"with them, ladam[auto] {ours:.1f} ms"
         )
     else:
         print("PyTorch reference not installed (bash tests/run.sh installs it): no torch column")

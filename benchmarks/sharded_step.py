@@ -110,7 +110,7 @@ def _tensor_parallel(name: str, shape: tuple[int, ...]) -> list:
 
 def spec_for(layout: str, name: str, shape: tuple[int, ...]) -> P:
     kind = layout.rsplit("_", 1)[0]
-    if kind in ("one_device", "dp") or len(shape) < 2 and kind == "fsdp":
+    if kind in ("one_device", "dp") or (len(shape) < 2 and kind == "fsdp"):
         return P()
     if kind == "fsdp":
         for axis in sorted(range(len(shape)), key=lambda a: (-shape[a], a)):

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one-command accelerator check: on a GPU or TPU host (with jax installed for it and this
+# package installed, e.g. `pip install -e ".[test]"`), the tests that exercise the Laplacian and
+# the four optimizers run on that backend, then the benchmark rows (update vs optax.adam for the
+# default and "conv" forms, whole train step) are written to OUT/accelerator_check.json.
+# About 5 minutes on one accelerator.
+#
+#   bash benchmarks/accelerator_check.sh [--dry-run] [OUT]
+#
+# --dry-run: the CPU smoke that CI runs: the tests are only collected, the benchmark runs a tiny
+# tree for one step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dry=""
+if [ "${1:-}" = "--dry-run" ]; then
+  dry="--dry-run"
+  shift
+fi
+out="${1:-benchmarks/results/accelerator}"
+python -c "import jax; print('backend:', jax.default_backend(), jax.devices())"
+tests=(tests/test_laplacian.py tests/test_alias.py tests/test_folds.py tests/test_properties.py)
+if [ -n "$dry" ]; then
+  python -m pytest -q --collect-only "${tests[@]}" | tail -n 1
+else
+  python -m pytest -q -x "${tests[@]}"
+fi
+python benchmarks/accelerator_check.py $dry --out "$out"
