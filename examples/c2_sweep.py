@@ -59,6 +59,8 @@ METRICS["cnn"] = METRICS["mlp"]
 SHORT = {"pinn": "L2 error", "mlp": "test acc", "cnn": "test acc"}  # the README's Adam column
 WIDTHS = (8, 6, 9, 9, 32, 10, 10)  # columns of the printed table
 LIMIT = 0.3  # the stability limit of variance_lap with the 9-point stencil
+DRIFT_C2 = (1e-30, 1e-4)  # the floor alone, and the reference's recommended c2
+DRIFT_STEPS = (30, 500)
 
 
 class DigitsMLP(nnx.Module):
@@ -111,13 +113,20 @@ def with_c2(state, c2: float):
 
 def all_finite(params) -> bool:
     """Whether every parameter is finite (accuracy stays finite when they are not)."""
-    return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(params))
+    return all(
+        bool(jnp.isfinite(x).all())
+        for x in jax.tree.leaves(params)
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    )
 
 
-def effect_summary(state, c2: float, fold) -> dict:
+def effect_summary(tx, state, grads, params) -> dict:
     """The diagnostic over every smoothed leaf: size-weighted median effect and clamped
-    fraction, largest 99th percentile."""
-    effects = ladam_optax.smoothing_effect(state, c2, fold=fold)
+    fraction, largest 99th percentile (NaN for a diverged run, which it cannot measure)."""
+    if not all_finite((state, grads)):
+        nan = float("nan")
+        return {"effect_median": nan, "effect_p99": nan, "clamped_fraction": nan}
+    effects = ladam_optax.smoothing_effect(tx, state, grads, params)
     nu = optax.tree.get(state, "nu")
     pairs = zip(
         jax.tree.leaves(effects, is_leaf=lambda e: isinstance(e, ladam_optax.SmoothingEffect)),
@@ -160,11 +169,12 @@ def classifier_task(model_class, fold, steps: int):
         data = jax.tree.map(jnp.asarray, digits(seed))
         key = jax.random.key(seed)
         params, state, loss, accuracy = train(params, with_c2(tx.init(params), c2), data, key)
+        grads = jax.grad(lambda p: loss_fn(p, data["x"], data["y"])[0])(params)
         return {
             "test_accuracy": float(accuracy),
             "test_loss": float(loss),
             "params_finite": all_finite(params),
-            **effect_summary(state, c2, fold),
+            **effect_summary(tx, state, grads, params),
         }
 
     return run
@@ -204,10 +214,128 @@ def pinn_task(steps: int, width: int, interior: int, eval_every: int = 250):
             "l2_error": errors[-1],
             "best_l2_error": min(errors),
             "params_finite": all_finite(params),
-            **effect_summary(state, c2, None),
+            **effect_summary(tx, state, jax.grad(loss_fn)(params, points), params),
         }
 
     return run
+
+
+def drift(c2: float, seeds: int, steps: tuple[int, ...]) -> dict:
+    """How close LAdam at ``c2`` stays to Adam on the digits MLP, entry by entry.
+
+    Per seed, LAdam and Adam (``c2 = 0``) train from the same init on the same minibatches. At
+    every LAdam step, its update ``u`` is compared with the update ``u0`` at ``c2 = 0`` from the
+    same state and gradients: ``step_max`` is the largest ``|u - u0|`` over steps and entries
+    divided by the largest ``|u0|`` of that step and leaf, ``step_median`` the median over
+    steps of the median over entries of ``|u - u0| / |u0|`` (entries with ``u0 != 0``). After
+    each number of ``steps``, the two runs' parameters ``p`` and ``p0`` are compared:
+    ``drift_median`` is the median over entries of ``|p - p0| / |p0 - p_init|`` (Adam's own
+    movement), ``drift_max`` the largest ``|p - p0|`` over the largest ``|p0 - p_init|``.
+
+    Returns:
+      ``{"c2", "seeds", "steps", "leaves": {name: {statistic: [min, max] over seeds}}}``, the
+      drift statistics keyed ``drift_median@N`` and ``drift_max@N`` for each ``N`` of ``steps``.
+    """
+    tx = optimizer(None)
+    graphdef, template = nnx.split(DigitsMLP(nnx.Rngs(0)), nnx.Param)
+
+    def loss_fn(params, x, y):
+        logits = nnx.merge(graphdef, params)(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    # One compiled program for all three updates (c2 is in the state): at c2 = 0 LAdam's run is
+    # Adam's bit for bit, so what differs is the smoothing's doing, not a rounding of XLA's.
+    @jax.jit
+    def step(params, state, data, key):
+        batch = jax.random.randint(key, (BATCH,), 0, len(data["y"]))
+        grads = jax.grad(loss_fn)(params, data["x"][batch], data["y"][batch])
+        return tx.update(grads, state, params)
+
+    names = [
+        jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value")
+        for path, _ in jax.tree_util.tree_flatten_with_path(template)[0]
+    ]
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    for seed in range(seeds):
+        _, init = nnx.split(DigitsMLP(nnx.Rngs(seed)), nnx.Param)
+        data = jax.tree.map(jnp.asarray, digits(seed))
+        key = jax.random.key(seed)
+        params, params0 = init, init
+        state = with_c2(tx.init(init), c2)
+        state0 = with_c2(tx.init(init), 0.0)
+        step_max: dict[str, float] = {}
+        step_medians: dict[str, list[float]] = {}
+        for index in range(max(steps)):
+            batch_key = jax.random.fold_in(key, index)
+            adam_state = state._replace(hyperparams={**state.hyperparams, "c2": jnp.zeros([])})
+            counterfactual, _ = step(params, adam_state, data, batch_key)
+            update, state = step(params, state, data, batch_key)
+            update0, state0 = step(params0, state0, data, batch_key)
+            for name, u, c in zip(
+                names, jax.tree.leaves(update), jax.tree.leaves(counterfactual), strict=True
+            ):
+                u, c = np.asarray(u), np.asarray(c)
+                largest = np.abs(c).max()
+                if largest > 0:
+                    step_max[name] = max(step_max.get(name, 0.0), np.abs(u - c).max() / largest)
+                moving = c != 0
+                if moving.any():
+                    relative = np.abs(u - c)[moving] / np.abs(c)[moving]
+                    step_medians.setdefault(name, []).append(float(np.median(relative)))
+            params = optax.apply_updates(params, update)
+            params0 = optax.apply_updates(params0, update0)
+            if index + 1 in steps:
+                for name, p, p0, p_init in zip(
+                    names,
+                    jax.tree.leaves(params),
+                    jax.tree.leaves(params0),
+                    jax.tree.leaves(init),
+                    strict=True,
+                ):
+                    gap = np.abs(np.asarray(p) - np.asarray(p0))
+                    moved = np.abs(np.asarray(p0) - np.asarray(p_init))
+                    stats = per_seed.setdefault(name, {})
+                    stats.setdefault(f"drift_median@{index + 1}", []).append(
+                        float(np.median(gap[moved > 0] / moved[moved > 0]))
+                    )
+                    stats.setdefault(f"drift_max@{index + 1}", []).append(
+                        float(gap.max() / moved.max())
+                    )
+        for name, value in step_max.items():
+            per_seed[name].setdefault("step_max", []).append(float(value))
+            per_seed[name].setdefault("step_median", []).append(
+                float(np.median(step_medians[name]))
+            )
+    leaves = {
+        name: {k: [min(v), max(v)] for k, v in stats.items()} for name, stats in per_seed.items()
+    }
+    return {"c2": c2, "seeds": seeds, "steps": list(steps), "leaves": leaves}
+
+
+def drift_table(measured: list[dict]) -> str:
+    """``drift``'s results as a Markdown table (each cell: min-max over seeds)."""
+    steps = measured[0]["steps"]
+    lines = [
+        "| c2 | leaf | one step: largest change / the leaf's largest step | one step: median "
+        "relative change | "
+        + " | ".join(f"after {n} steps: median / largest drift" for n in steps)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(steps),
+    ]
+
+    def span(values: list[float], form: str) -> str:
+        low, high = (format(v, form) for v in values)
+        return low if low == high else f"{low}-{high}"
+
+    for result in measured:
+        for name, stats in result["leaves"].items():
+            cells = [f"{result['c2']:g}", f"`{name}`", span(stats["step_max"], ".2f")]
+            cells.append(span(stats["step_median"], ".1e"))
+            for n in steps:
+                median = span(stats[f"drift_median@{n}"], ".2%")
+                cells.append(f"{median} / {span(stats[f'drift_max@{n}'], '.1%')}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run_is_finite(run: dict, metric: str) -> bool:
@@ -414,7 +542,20 @@ def main(argv=None) -> dict:
         help="train nothing: analyse OUT/runs.jsonl, write OUT/results.json and the plot, and "
         "print the Markdown tables of the README and docs/evidence.md",
     )
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="train nothing else: measure how close LAdam stays to Adam on the digits MLP "
+        f"entry by entry (c2 in {DRIFT_C2}, --seeds seeds, {DRIFT_STEPS} steps), write "
+        "OUT/drift.json",
+    )
     args = parser.parse_args(argv)
+    if args.drift:
+        args.out.mkdir(parents=True, exist_ok=True)
+        measured = [drift(c2, args.seeds, DRIFT_STEPS) for c2 in DRIFT_C2]
+        (args.out / "drift.json").write_text(json.dumps(measured, indent=1))
+        print(drift_table(measured))
+        return {"drift": measured}
     for name in (
         "seeds",
         "pinn_seeds",

@@ -4,7 +4,8 @@
     python examples/report.py --write    # write them into README.md and docs/evidence.md
     python examples/report.py --check    # exit 1 where a file's table differs from the runs
 
-The tables come from ``examples/results/c2_sweep/runs.jsonl`` (``c2_sweep.py``'s analysis) and
+The tables come from ``examples/results/c2_sweep/runs.jsonl`` (``c2_sweep.py``'s analysis), its
+``drift.json`` (``c2_sweep.py --drift``) and
 ``examples/results/pinn_wave/runs.jsonl`` (``pinn_wave.py``'s, the full setting: 5000 steps,
 2000 interior points). In a file, each table sits between the lines ``<!-- NAME -->`` and
 ``<!-- /NAME -->``. Nothing is trained and nothing is written under ``examples/results``.
@@ -13,6 +14,7 @@ The tables come from ``examples/results/c2_sweep/runs.jsonl`` (``c2_sweep.py``'s
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import re
 import sys
@@ -27,7 +29,7 @@ RESULTS = REPO / "examples" / "results"
 FILES = {
     "README.md": ("c2-sweep", "pinn"),
     "docs/evidence.md": ("pinn", "pinn-runs", "c2-sweep-tasks"),
-    "docs/choosing_c2.md": ("c2-sweep",),
+    "docs/choosing_c2.md": ("c2-sweep", "c2-drift"),
 }
 PINN_SETTING = (5000, 2000, pinn_wave.CURVE_EVERY)  # steps, interior points, evaluation period
 
@@ -46,7 +48,12 @@ def tables() -> dict[str, str]:
     ]
     summary = pinn_wave.summarize(pinn_runs)
     pinn = {"summary": summary["configurations"], "comparisons": summary["comparisons"]}
-    return c2_sweep.report_tables(sweep) | pinn_wave.report_tables(pinn)
+    drift = {
+        "c2-drift": c2_sweep.drift_table(
+            json.loads((RESULTS / "c2_sweep" / "drift.json").read_text())
+        )
+    }
+    return c2_sweep.report_tables(sweep) | drift | pinn_wave.report_tables(pinn)
 
 
 def _pattern(name: str) -> re.Pattern:
