@@ -252,3 +252,19 @@ def test_readme_and_evidence_tables_are_what_the_report_prints(capsys):
     # A stale table is found: the check reads the markers, not just any matching text.
     stale = "<!-- pinn -->\n| old |\n<!-- /pinn -->"
     assert report.shown(stale, "pinn") == "| old |" and report.shown("no markers", "pinn") is None
+
+
+def test_c2_sweep_drift_is_zero_at_c2_zero_and_sees_the_floor():
+    example = _load("c2_sweep")
+    adam = example.drift(0.0, 1, (2, 3))
+    assert set(adam["leaves"]) == {f"{layer}.{leaf}" for layer in ("layers.0", "layers.1", "head")
+                                   for leaf in ("kernel", "bias")}  # fmt: skip
+    for stats in adam["leaves"].values():  # one compiled program: Adam's run, bit for bit
+        assert all(v == [0.0, 0.0] for v in stats.values()), stats
+    floor = example.drift(1e-30, 1, (3,))["leaves"]
+    # c2 = 1e-30: no Laplacian to speak of, but the eps floor changes some entries' steps.
+    assert floor["layers.0.kernel"]["step_median"] == [0.0, 0.0]
+    assert floor["layers.0.kernel"]["step_max"][0] > 0.1
+    assert floor["head.bias"]["step_max"] == [0.0, 0.0]  # 10 entries: not smoothed, no floor
+    table = example.drift_table([adam])
+    assert table.count("\n") == 1 + 6 and "| 0 | `head.bias` | 0.00 | 0.0e+00 |" in table
