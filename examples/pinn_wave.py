@@ -14,7 +14,8 @@ remains), over --seeds. Every configuration of one seed shares its init and poin
 Reports each configuration's final L2 error over seeds (mean, median, std, worst runs) and, paired
 by seed over the seeds where both ran (``paired_stats.py``, one family, Holm-corrected, with
 simultaneous 95% intervals), the floor's effect (c2 = 1e-30 vs Adam), the Laplacian's (c2 = 1e-3
-vs 1e-30), and c2 = 1e-3 against Adam with eps = 1e-4 and against Adam, where those ran.
+vs 1e-30), c2 = 1e-3 against Adam with eps = 1e-4 and against Adam, and the larger eps's effect
+(Adam with eps = 1e-4 vs Adam), where those ran.
 
     python examples/pinn_wave.py [--steps 5000] [--eval-every 250] [--seeds 5]
         [--c2 1e-5 1e-4 1e-3] [--adam-eps 1e-4] [--out DIR]
@@ -62,6 +63,7 @@ COMPARISONS = {
     ),
     "LAdam c2=1e-3 - Adam eps=1e-4": (("ladam", LAPLACIAN_C2, None), ("adam", None, LARGER_EPS)),
     "LAdam c2=1e-3 - Adam": (("ladam", LAPLACIAN_C2, None), ADAM),
+    "larger eps: Adam eps=1e-4 - Adam": (("adam", None, LARGER_EPS), ADAM),
 }
 
 

@@ -58,9 +58,9 @@ def test_pinn_wave(tmp_path, capsys):
         assert row["seeds"] == 2 and row["l2_mean"] == pytest.approx(np.mean(values))
         assert row["l2_median"] == pytest.approx(np.median(values))
         assert row["worst"][0][1] == max(values)
-    # The four paired comparisons, each over both seeds, as one family.
+    # The five paired comparisons, each over both seeds, as one family.
     comparisons = {c["comparison"]: c for c in results["comparisons"]}
-    assert len(comparisons) == 4 and {c["n"] for c in comparisons.values()} == {2}
+    assert len(comparisons) == 5 and {c["n"] for c in comparisons.values()} == {2}
     floor = comparisons["floor: LAdam c2=1e-30 - Adam"]
     by = {(r["optimizer"], r["c2"], r["seed"]): r["l2_error"] for r in runs if r["eps"] != 1e-4}
     expected = np.mean([by["ladam", 1e-30, s] - by["adam", None, s] for s in (0, 1)])
