@@ -1,4 +1,4 @@
-"""Does the Laplacian do anything here? How far LAdam's smoothing moves each step from Adam's."""
+"""Does the Laplacian do anything here? How far the smoothing moves each step from c2 = 0's."""
 
 from __future__ import annotations
 
@@ -6,30 +6,27 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
+from jax import core
 
-from ladam_optax import _checks
-from ladam_optax._folds import (
-    FoldSpec,
-    check_fold_spec,
-    map_with_folds,
-    resolve_folds,
-    unwrap_variables,
-)
-from ladam_optax._laplacian import check_stencil, folded_shape, periodic_laplacian
-from ladam_optax._transform import ScaleByLAdamState, _bias_correction, smoothing_gate
+from ladam_optax._folds import unwrap_variables
+from ladam_optax._transform import counterfactual
 
 
 class SmoothingEffect(NamedTuple):
-    """How much the Laplacian changes one leaf's steps (float32 scalars).
+    """How much the smoothing changes one leaf's step (float32 scalars).
 
     Attributes:
-      median: the median over the leaf's entries of the relative change of the effective step
-        against Adam's on the same moments, ``|(sqrt(v) + eps) / (sqrt(max(v + c2 lap(v),
-        eps)) + eps) - 1|`` with ``v`` the bias-corrected second moment.
+      median: the median over the leaf's entries of the relative change of the step against
+        the same optimizer's step at ``c2 = 0`` from the same state and gradients,
+        ``|u - u_0| / |u_0|`` (0 where both are 0, ``inf`` where only ``u_0`` is).
       p99: its 99th percentile.
       max: its maximum.
-      clamped_fraction: the fraction of entries whose smoothed variance is at or below the
-        ``eps`` floor (where ``c2`` is too large for the leaf's variance field).
+      clamped_fraction: the fraction of entries whose step the floor that the smoothing
+        switches on changes (``variance_lap``: the smoothed variance floored at ``eps``;
+        LAdaGrad, LRMSProp: at 0), i.e. where ``c2`` is too large for the leaf's variance
+        field. 0 in modes without such a floor (``update_lap``, ``weight_lap``, the wave
+        variance, whose floor does not depend on ``c2``).
     """
 
     median: jax.Array
@@ -38,72 +35,108 @@ class SmoothingEffect(NamedTuple):
     clamped_fraction: jax.Array
 
 
-def _is_ladam_state(x: Any) -> bool:
-    return isinstance(x, ScaleByLAdamState)
+def _update(tx, opt_state, grads, params, extra_args, without: str | None):
+    """``tx``'s step from ``opt_state`` (its new state discarded), computed without the
+    smoothing or its floor when ``without`` says so; and the transformations that obliged."""
+    if without is None:
+        return tx.update(grads, opt_state, params, **extra_args)[0], None
+    with counterfactual(without) as reached:
+        return tx.update(grads, opt_state, params, **extra_args)[0], reached
 
 
-def _find_state(opt_state: Any) -> ScaleByLAdamState:
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_ladam_state) if _is_ladam_state(s)]
-    if not found:
-        raise ValueError(
-            "opt_state holds no ScaleByLAdamState: pass the state of ladam, ladamw or "
-            "scale_by_ladam (variance_lap or update_lap; wave_variance keeps another state)"
-        )
-    if len(found) > 1:
-        raise ValueError(
-            f"opt_state holds {len(found)} ScaleByLAdamState (e.g. optax.partition with several "
-            "LAdam groups): pass the one wanted, e.g. opt_state.inner_states['group']"
-        )
-    return found[0]
+def _first_non_finite(tree: Any) -> str | None:
+    """The path of the first leaf of ``tree`` holding a NaN or inf, when every leaf is concrete
+    (``None`` when all are finite, or when any is traced: then it cannot be known here)."""
+    leaves = [
+        (path, leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+    if any(isinstance(leaf, core.Tracer) for _, leaf in leaves):
+        return None
+    for path, leaf in leaves:
+        if not bool(jnp.all(jnp.isfinite(leaf))):
+            return jax.tree_util.keystr(path)
+    return None
+
+
+def _replicated(x: jax.Array) -> jax.Array:
+    """``x`` whole on every device where its type says it is sharded (mesh axes of type
+    Explicit): the quantiles sort the leaf, and a sort needs the whole axis."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    if not isinstance(sharding, jax.sharding.NamedSharding):
+        return x
+    if all(axis is None for axis in sharding.spec):
+        return x
+    return jax.sharding.reshard(x, sharding.update(spec=jax.sharding.PartitionSpec()))
+
+
+def _summary(step: jax.Array, plain: jax.Array, unfloored: jax.Array) -> SmoothingEffect:
+    if step.size == 0:
+        return SmoothingEffect(*[jnp.zeros([], jnp.float32)] * 4)
+    dtype = jnp.promote_types(jnp.finfo(step.dtype).dtype, jnp.float32)
+    change = _replicated(jnp.abs(step - plain).astype(dtype).ravel())
+    size = _replicated(jnp.abs(plain).astype(dtype).ravel())
+    relative = jnp.where(
+        size > 0, change / jnp.where(size > 0, size, 1), jnp.where(change > 0, jnp.inf, 0.0)
+    )
+    quantiles = jnp.quantile(relative, jnp.asarray([0.5, 0.99], dtype))
+    clamped = jnp.mean((unfloored != step).astype(dtype))
+    finite = jnp.all(jnp.isfinite(step)) & jnp.all(jnp.isfinite(plain))
+    summary = (quantiles[0], quantiles[1], jnp.max(relative), clamped)
+    return SmoothingEffect(*(jnp.where(finite, s, jnp.nan).astype(jnp.float32) for s in summary))
 
 
 def smoothing_effect(
+    tx: optax.GradientTransformation | optax.MultiSteps,
     opt_state: Any,
-    c2: jax.typing.ArrayLike,
-    *,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    stencil: str = "9point",
-    min_spatial_size: int = 16,
-    fold: FoldSpec = None,
+    grads: Any,
+    params: Any = None,
+    **extra_args: Any,
 ) -> Any:
-    """How far LAdam's variance smoothing moves each step from Adam's, per leaf.
+    """How far the Laplacian smoothing moves each leaf's step from the step at ``c2 = 0``.
 
-    Reads the moments in ``opt_state`` and compares the effective step size LAdam takes,
-    :math:`1 / (\\sqrt{\\max(\\hat v + c_2 \\Delta \\hat v, \\epsilon)} + \\epsilon)`, with
-    Adam's on the same moments, :math:`1 / (\\sqrt{\\hat v} + \\epsilon)`:
+    Takes the step ``u = tx.update(grads, opt_state, params)`` would take, and the step
+    ``u_0`` the same optimizer takes at ``c2 = 0`` from the same state and gradients (every
+    LAdam-family transformation inside ``tx`` run without its smoothing: the same update
+    rule, hyperparameters and folds, so nothing has to be repeated and nothing can disagree),
+    and summarises per leaf the relative change
 
     .. math::
 
-      e = \\left| \\frac{\\sqrt{\\hat v} + \\epsilon}
-        {\\sqrt{\\max(\\hat v + c_2 \\Delta \\hat v, \\epsilon)} + \\epsilon} - 1 \\right|
+      e = \\frac{|u - u_0|}{|u_0|}
 
-    summarised per leaf by :class:`SmoothingEffect` (median, 99th percentile, max, and the
-    fraction of entries clamped at the ``eps`` floor). A median of ``1e-4`` means LAdam is Adam
-    to four digits there; a clamped fraction above zero means ``c2`` is large enough to
-    drive the smoothed variance to its floor. Leaves that are not smoothed (below
-    ``min_spatial_size``, or whose field is too small) report zeros.
+    by :class:`SmoothingEffect` (median, 99th percentile, max, and the fraction of entries
+    whose step the smoothing's floor changes). This is the measure for every optimizer and
+    mode: :func:`ladam`, :func:`ladamw` (``variance_lap``, ``update_lap``, ``weight_lap``),
+    :func:`wave_ladam`, :func:`wave_ladamw`, :func:`ladagrad`, :func:`lrmsprop`, and chains
+    holding their transformations, inside ``optax.chain``, ``optax.MultiSteps`` (between
+    its boundaries both steps are zero: 0), ``optax.inject_hyperparams`` (the ``c2`` in the
+    state is the one measured), ``optax.partition`` or ``nnx.Optimizer``. A median of
+    ``1e-4`` means the step is Adam's (or AdaGrad's, RMSProp's) to four digits there. Leaves
+    that are not smoothed report zeros. The state is not advanced.
 
-    Jittable, with no host sync; cheap enough to log every N steps. Pass the hyperparameters
-    the optimizer was built with (the defaults are :func:`ladam`'s).
+    Jittable (``jax.jit(lambda s, g, p: smoothing_effect(tx, s, g, p))``) and as costly as
+    three updates: log it every N steps.
 
     Args:
-      opt_state: an optimizer state holding exactly one :class:`ScaleByLAdamState` (of
-        ``ladam``, ``ladamw`` or ``scale_by_ladam``, inside ``optax.chain``,
-        ``inject_hyperparams``, ``MultiSteps``, ...), or ``nnx.Optimizer.opt_state``.
-      c2: the optimizer's ``c2``.
-      b2: the optimizer's ``b2``.
-      eps: the optimizer's ``eps``.
-      stencil: the optimizer's stencil. Static.
-      min_spatial_size: the optimizer's ``min_spatial_size``.
-      fold: the optimizer's ``fold`` (a callable sees the second-moment tree, which has the
-        params' paths and shapes). Static.
+      tx: the transformation ``opt_state`` belongs to (``nnx.Optimizer.tx`` for NNX).
+      opt_state: its state (``nnx.Optimizer.opt_state`` works as it is).
+      grads: the gradients of the step to measure, shaped like the params.
+      params: the params, where ``tx`` needs them (weight decay, ``weight_lap``, a callable
+        ``fold``): for NNX, ``nnx.state(model, nnx.Param)``.
+      **extra_args: passed on to ``tx.update``.
 
     Returns:
-      A pytree shaped like the parameters with a :class:`SmoothingEffect` at each leaf.
+      A pytree shaped like the updates with a :class:`SmoothingEffect` at each leaf.
 
     Raises:
-      ValueError: when ``opt_state`` holds no ``ScaleByLAdamState``, or more than one.
+      TypeError: when ``tx`` is not an optax transformation (e.g. the state passed first, as
+        the old ``smoothing_effect(opt_state, c2)`` did).
+      ValueError: when ``tx`` holds none of this package's transformations (nothing to
+        measure, or one of them is hidden behind a compiled ``update``), or, with concrete
+        inputs, when the state, the gradients or a step is not finite (a diverged run). Under
+        ``jax.jit`` a leaf whose step is not finite reports NaN in every field instead.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -112,38 +145,39 @@ def smoothing_effect(
       >>> tx = ladam_optax.ladam(1e-3, c2=1e-2)
       >>> grads = {"w": jax.random.normal(jax.random.key(0), (32, 32))}
       >>> _, state = tx.update(grads, tx.init(params), params)
-      >>> effect = ladam_optax.smoothing_effect(state, c2=1e-2)
+      >>> effect = ladam_optax.smoothing_effect(tx, state, grads, params)
       >>> bool(0.0 < effect["w"].median < 0.1), float(effect["w"].clamped_fraction)
       (True, 0.0)
     """
-    _checks.non_negative("c2", c2)
-    _checks.unit_interval("b2", b2)
-    _checks.non_negative("eps", eps)
-    check_stencil(stencil)
-    _checks.min_spatial_size(min_spatial_size)
-    check_fold_spec(fold)
-    state = unwrap_variables(_find_state(opt_state))
-    nu = state.nu
-
-    def leaf(v: jax.Array, leaf_fold) -> SmoothingEffect:
-        zero = jnp.zeros([], jnp.float32)
-        gate = smoothing_gate(c2, min_spatial_size, v.size)
-        if gate is False or v.size == 0 or folded_shape(v.shape, leaf_fold) is None:
-            return SmoothingEffect(zero, zero, zero, zero)
-        dtype = jnp.promote_types(v.dtype, jnp.float32)
-        correction = _bias_correction(b2, state.count, dtype)
-        started = state.count > 0
-        v_hat = v.astype(dtype) / jnp.where(started, correction, 1.0).astype(dtype)
-        c2_ = jnp.asarray(c2, dtype)
-        smoothed = v_hat + c2_ * periodic_laplacian(v_hat, stencil, "auto", leaf_fold)
-        eps_ = jnp.asarray(eps, dtype)
-        ratio = (jnp.sqrt(v_hat) + eps_) / (jnp.sqrt(jnp.maximum(smoothed, eps_)) + eps_)
-        effect = jnp.abs(ratio - 1.0).ravel()
-        clamped = jnp.mean((smoothed <= eps_).astype(jnp.float32))
-        stats = jnp.quantile(effect, jnp.asarray([0.5, 0.99], dtype))
-        summary = SmoothingEffect(stats[0], stats[1], jnp.max(effect), clamped)
-        on = jnp.asarray(gate) & started
-        return SmoothingEffect(*(jnp.where(on, s, 0.0).astype(jnp.float32) for s in summary))
-
-    folds = resolve_folds(fold, nu)
-    return map_with_folds(leaf, folds, nu)
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(
+            "smoothing_effect(tx, opt_state, grads, params): tx must be the optax "
+            "transformation opt_state belongs to (e.g. ladam_optax.ladam(...), or "
+            f"nnx.Optimizer.tx), got {type(tx).__name__}"
+        )
+    opt_state, grads, params = unwrap_variables((opt_state, grads, params))
+    for what, tree in (("optimizer state is", opt_state), ("gradients are", grads)):
+        where = _first_non_finite(tree)
+        if where is not None:
+            raise ValueError(
+                f"smoothing_effect: the {what} not finite at {where} (NaN or inf): the run "
+                "has diverged, and no step change can be measured from it"
+            )
+    step, _ = _update(tx, opt_state, grads, params, extra_args, None)
+    plain, reached = _update(tx, opt_state, grads, params, extra_args, "smoothing")
+    if not reached:
+        raise ValueError(
+            "smoothing_effect: tx.update ran none of ladam_optax's transformations (ladam, "
+            "ladamw, wave_ladam, wave_ladamw, ladagrad, lrmsprop or their scale_by_* and "
+            "add_weight_diffusion links), so there is no smoothing to measure; pass the "
+            "transformation the state belongs to, with an update that is not compiled apart "
+            "(jit the call to smoothing_effect instead)"
+        )
+    unfloored, _ = _update(tx, opt_state, grads, params, extra_args, "floor")
+    where = _first_non_finite(step) or _first_non_finite(plain)
+    if where is not None:
+        raise ValueError(
+            f"smoothing_effect: the step is not finite at {where} (NaN or inf), with or "
+            "without the smoothing: no step change can be measured there"
+        )
+    return jax.tree.map(_summary, step, plain, unfloored)

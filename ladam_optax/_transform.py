@@ -293,7 +293,11 @@ def _in_effect(who: str, c2: Any, floor: Any) -> tuple[Any, Any]:
     if record is None:
         return c2, floor
     record.reached.append(who)
-    return (0.0, floor) if record.without == "smoothing" else (c2, None)
+    if record.without == "floor":
+        return c2, None
+    # A traced c2 (inject_hyperparams) becomes a traced 0: the program of that optimizer with
+    # 0 in its state, where a static 0 would drop its gates.
+    return (0.0 if _checks.static_value(c2) is not None else jnp.zeros_like(c2)), floor
 
 
 # --- hyperparameter checks ---------------------------------------------------------------------
@@ -557,7 +561,7 @@ def scale_by_wave_ladam(
     Examples:
       >>> import jax.numpy as jnp
       >>> import ladam_optax
-      >>> tx = ladam_optax.scale_by_wave_ladam(eps=0.0)
+      >>> tx = ladam_optax.scale_by_wave_ladam(b1=0.0, eps=0.0)
       >>> params = {"w": jnp.ones(3)}
       >>> updates, state = tx.update({"w": jnp.full(3, 2.0)}, tx.init(params))
       >>> updates["w"], state.nu["w"]

@@ -1,12 +1,18 @@
-"""smoothing_effect against a NumPy computation of the same numbers."""
+"""smoothing_effect against the steps of the same optimizer built at c2 and at c2 = 0."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import REPO
 from test_folds import fold_oracle
 
 import ladam_optax
@@ -20,6 +26,21 @@ SHAPES = {
     "thin": (2, 50),  # a side below 3: zero Laplacian
 }
 
+C2 = 0.1
+# Every optimizer and mode: (factory, keyword arguments other than c2).
+OPTIMIZERS = {
+    "variance_lap": (ladam_optax.ladam, dict(learning_rate=1e-2, b2=0.99)),
+    "update_lap": (ladam_optax.ladam, dict(learning_rate=1e-2, mode="update_lap")),
+    "weight_lap": (
+        ladam_optax.ladam,
+        dict(learning_rate=1e-2, mode="weight_lap", weight_decay=1e-3),
+    ),
+    "ladamw": (ladam_optax.ladamw, dict(learning_rate=1e-2, weight_decay=1e-2)),
+    "wave_ladamw": (ladam_optax.wave_ladamw, dict(learning_rate=1e-2, wave_dt=0.2)),
+    "ladagrad": (ladam_optax.ladagrad, dict(learning_rate=5e-2)),
+    "lrmsprop": (ladam_optax.lrmsprop, dict(learning_rate=1e-2, momentum=0.9)),
+}
+
 
 def _tree(seed, scale=1.0):
     rng = np.random.default_rng(seed)
@@ -30,86 +51,266 @@ def _tree(seed, scale=1.0):
     )
 
 
-def _trained_state(tx, steps=3):
-    params = _tree(0)
+def _grads(seed):
+    """Gradients of very different scales in different entries: a rough variance field."""
+    return jax.tree.map(lambda g: g * jnp.abs(g) ** 3, _tree(seed))
+
+
+def _trained_state(tx, params, steps=3):
     state = tx.init(params)
     for seed in range(1, steps + 1):
-        # Gradients of very different scales in different entries: a rough variance field.
-        grads = jax.tree.map(lambda g: g * jnp.abs(g) ** 3, _tree(seed))
-        _, state = tx.update(grads, state, params)
+        _, state = tx.update(_grads(seed), state, params)
     return state
 
 
-def _numpy_effect(nu, count, c2, b2, eps, fold, stencil="9point"):
-    v = np.asarray(nu, np.float64) / (1 - b2**count)
-    reference_fold = fold or Fold((0,), tuple(range(1, v.ndim)))
-    smoothed = v + c2 * fold_oracle(v, reference_fold, stencil)
-    ratio = (np.sqrt(v) + eps) / (np.sqrt(np.maximum(smoothed, eps)) + eps)
-    effect = np.abs(ratio - 1).ravel()
-    return (
-        np.median(effect),
-        np.quantile(effect, 0.99),
-        effect.max(),
-        np.mean(smoothed <= eps),
-    )
+def _numpy_effect(step, plain):
+    """(median, p99, max) of |u - u0| / |u0|, in float64."""
+    u, u0 = np.asarray(step, np.float64).ravel(), np.asarray(plain, np.float64).ravel()
+    change, size = np.abs(u - u0), np.abs(u0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(size > 0, change / size, np.where(change > 0, np.inf, 0.0))
+    return np.median(relative), np.quantile(relative, 0.99), relative.max()
 
 
-@pytest.mark.parametrize("fold", [None, torch_folds])
-@pytest.mark.parametrize("c2", [1e-4, 0.2])
-def test_matches_numpy(c2, fold):
-    b2, eps = 0.99, 1e-8
-    state = _trained_state(ladam_optax.ladam(1e-3, b2=b2, eps=eps, c2=c2, fold=fold))
-    got = jax.jit(lambda s: smoothing_effect(s, c2, b2=b2, eps=eps, fold=fold))(state)
-    nu = optax.tree.get(state, "nu")
-    folds = {"Conv_0": {"kernel": Fold((3,), (2, 0, 1)) if fold else None}}
-    for name in ("dense", "vector"):
-        expected = _numpy_effect(nu[name], 3, c2, b2, eps, None)
-        np.testing.assert_allclose(np.array(got[name]), expected, rtol=2e-3, atol=1e-7)
-    expected = _numpy_effect(nu["Conv_0"]["kernel"], 3, c2, b2, eps, folds["Conv_0"]["kernel"])
-    np.testing.assert_allclose(np.array(got["Conv_0"]["kernel"]), expected, rtol=2e-3, atol=1e-7)
-    for name in ("small", "thin"):
-        assert got[name] == SmoothingEffect(*[np.float32(0)] * 4)
-    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(got))
-    if c2 == 1e-4:
-        assert float(got["dense"].median) < 1e-2
-    else:
-        assert float(got["dense"].max) > 0.05
+def _assert_effect(got, step, plain):
+    """Every leaf of ``got`` against the NumPy summary of the two steps. (To 1e-6: the steps
+    are float32, computed in other programs, so an unchanged entry can be a few ulp apart.)"""
+    flat = jax.tree.leaves(got, is_leaf=lambda e: isinstance(e, SmoothingEffect))
+    steps, plains = jax.tree.leaves(step), jax.tree.leaves(plain)
+    assert len(flat) == len(steps) == len(plains)
+    for effect, u, u0 in zip(flat, steps, plains, strict=True):
+        assert all(x.dtype == jnp.float32 for x in effect)
+        np.testing.assert_allclose(np.array(effect[:3]), _numpy_effect(u, u0), rtol=1e-4, atol=1e-6)
 
 
-def test_large_c2_shows_clamped_entries():
+def _leaf(tree, name):
+    return tree["Conv_0"]["kernel"] if name == "conv" else tree[name]
+
+
+@pytest.mark.parametrize("fold", [None, torch_folds], ids=["default_fold", "torch_folds"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_matches_the_step_of_the_optimizer_built_at_c2_zero(name, fold):
+    factory, kwargs = OPTIMIZERS[name]
+    tx, plain_tx = factory(**kwargs, c2=C2, fold=fold), factory(**kwargs, c2=0.0, fold=fold)
+    params = _tree(0)
+    state = _trained_state(tx, params)
+    grads = _grads(9)
+    got = jax.jit(lambda s, g, p: smoothing_effect(tx, s, g, p))(state, grads, params)
+    step, _ = tx.update(grads, state, params)
+    plain, _ = plain_tx.update(grads, state, params)
+    _assert_effect(got, step, plain)
+    # The smoothing moved the smoothed leaves' steps, and only theirs.
+    assert float(got["dense"].median) > 1e-4
+    assert float(got["Conv_0"]["kernel"].max) > 1e-4
+    # Below min_spatial_size nothing changes. ("thin" has no Laplacian, but variance_lap's
+    # eps floor comes with c2 > 0 and can bind there: the oracle above has its numbers.)
+    assert got["small"] == SmoothingEffect(*[np.float32(0)] * 4)
+    if name not in ("variance_lap", "ladamw"):  # no floor, or one that c2 <= 0.3 never reaches
+        assert all(float(clamped) == 0.0 for clamped in jax.tree.leaves(got)[3::4])
+
+
+def test_the_modes_differ_as_their_steps_do():
+    """The three modes of ladam share a state type; the old diagnostic reported one number."""
+    params, grads = _tree(0), _grads(9)
+    medians = {}
+    for mode in ("variance_lap", "update_lap", "weight_lap"):
+        tx = ladam_optax.ladam(1e-3, c2=C2, mode=mode)
+        state = _trained_state(tx, params)
+        medians[mode] = float(smoothing_effect(tx, state, grads, params)["dense"].median)
+    assert len(set(medians.values())) == 3
+    assert medians["weight_lap"] > 100 * max(medians["update_lap"], medians["variance_lap"])
+
+
+@pytest.mark.parametrize("name", ["variance_lap", "lrmsprop"])
+def test_clamped_fraction_counts_the_entries_the_floor_changes(name):
+    factory, kwargs = OPTIMIZERS[name]
     with pytest.warns(UserWarning, match="above"):
-        tx = ladam_optax.ladam(1e-3, c2=0.5)
-    got = smoothing_effect(_trained_state(tx), 0.5)
-    assert float(got["dense"].clamped_fraction) > 0.0
+        tx = factory(**kwargs, c2=0.5)
+    params = _tree(0)
+    state = _trained_state(tx, params)
+    grads = _grads(9)
+    got = smoothing_effect(tx, state, grads, params)["dense"]
+    _, new_state = tx.update(grads, state, params)
+    nu = np.asarray(optax.tree.get(new_state, "nu")["dense"], np.float64)
+    floor = 0.0
+    if name == "variance_lap":
+        nu, floor = nu / (1 - kwargs["b2"] ** 4), 1e-8
+    # Below the floor the unfloored step is NaN (a negative root) or larger: it differs.
+    smoothed = nu + 0.5 * fold_oracle(nu, Fold((0,), (1,)), "9point")
+    expected = np.mean(smoothed < floor)
+    assert expected > 0.0
+    np.testing.assert_allclose(float(got.clamped_fraction), expected, rtol=1e-6)
 
 
-def test_before_the_first_step_it_is_zero():
-    tx = ladam_optax.ladam(1e-3, c2=0.1)
-    got = smoothing_effect(tx.init(_tree(0)), 0.1)
-    assert all(float(x) == 0.0 for x in jax.tree.leaves(got))
+@pytest.mark.parametrize("fold", [None, torch_folds], ids=["default_fold", "torch_folds"])
+@pytest.mark.parametrize("name", ["variance_lap", "update_lap", "wave_ladamw", "lrmsprop"])
+def test_inside_wrappers(name, fold):
+    """chain, MultiSteps and partition against the plain optimizer's steps at c2 and c2 = 0;
+    inject_hyperparams against its own step with c2 = 0 set in the state."""
+    factory, kwargs = OPTIMIZERS[name]
+    params, grads = _tree(0), _grads(9)
+
+    def pair(c2):
+        return factory(**kwargs, c2=c2, fold=fold)
+
+    labels = jax.tree.map(lambda _: "smoothed", params)
+    labels["vector"] = "plain"
+    wrappers = {
+        "chain": lambda tx: optax.chain(optax.clip_by_global_norm(1e9), tx),
+        "multisteps": lambda tx: optax.MultiSteps(tx, every_k_schedule=1),
+        "partition": lambda tx: optax.partition({"smoothed": tx, "plain": optax.sgd(1.0)}, labels),
+    }
+    for wrap in wrappers.values():
+        tx, plain_tx = wrap(pair(C2)), wrap(pair(0.0))
+        state = _trained_state(tx, params)
+        got = smoothing_effect(tx, state, grads, params)
+        _assert_effect(
+            got, tx.update(grads, state, params)[0], plain_tx.update(grads, state, params)[0]
+        )
+        assert float(got["dense"].median) > 1e-4
+
+    injected = optax.inject_hyperparams(factory, static_args=("fold",))(**kwargs, c2=C2, fold=fold)
+    state = _trained_state(injected, params)
+    got = jax.jit(lambda s, g, p: smoothing_effect(injected, s, g, p))(state, grads, params)
+    at_zero = optax.tree.set(state, c2=jnp.zeros([], jnp.float32))
+    step, plain = (
+        jax.jit(injected.update)(grads, state, params)[0],
+        jax.jit(injected.update)(grads, at_zero, params)[0],
+    )
+    _assert_effect(got, step, plain)
+    assert float(got["dense"].median) > 1e-4
 
 
-def test_finds_the_state_inside_wrappers():
-    inner = ladam_optax.ladam(1e-3, c2=0.1)
-    plain = smoothing_effect(_trained_state(inner), 0.1)
-    for wrapped in (
-        optax.inject_hyperparams(ladam_optax.ladam)(learning_rate=1e-3, c2=0.1),
-        optax.MultiSteps(inner, every_k_schedule=1),
-        optax.chain(optax.clip_by_global_norm(1e9), inner),
-    ):
-        got = smoothing_effect(_trained_state(wrapped), 0.1)
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(plain), strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-8)
+def test_multisteps_between_boundaries_reports_zero_then_the_step_change():
+    tx = optax.MultiSteps(ladam_optax.ladam(1e-2, c2=C2), every_k_schedule=2)
+    params = _tree(0)
+    state = tx.init(params)
+    _, state = tx.update(_grads(1), state, params)
+    _, state = tx.update(_grads(2), state, params)
+    between = smoothing_effect(tx, state, _grads(3), params)
+    assert all(float(x) == 0.0 for x in jax.tree.leaves(between))
+    _, state = tx.update(_grads(3), state, params)
+    boundary = smoothing_effect(tx, state, _grads(4), params)
+    plain = optax.MultiSteps(ladam_optax.ladam(1e-2, c2=0.0), every_k_schedule=2)
+    _assert_effect(
+        boundary, tx.update(_grads(4), state, params)[0], plain.update(_grads(4), state, params)[0]
+    )
+    assert float(boundary["dense"].median) > 1e-4
 
 
-def test_no_or_several_ladam_states_say_which_to_pass():
-    with pytest.raises(ValueError, match="no ScaleByLAdamState"):
-        smoothing_effect(optax.adam(1e-3).init(_tree(0)), 0.1)
-    labels = jax.tree.map(lambda _: "a", _tree(0))
-    labels["dense"] = "b"
-    tx = optax.partition({"a": ladam_optax.ladam(c2=0.1), "b": ladam_optax.ladam(c2=0.1)}, labels)
+def test_nnx_optimizer():
+    from flax import nnx
+
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(4, 8, (3, 3), rngs=rngs)
+            self.linear = nnx.Linear(8 * 36, 24, rngs=rngs)
+
+        def __call__(self, x):
+            return self.linear(jnp.tanh(self.conv(x)).reshape(x.shape[0], -1))
+
+    model = Model(nnx.Rngs(0))
+    tx = ladam_optax.ladamw(1e-2, c2=C2, fold=torch_folds)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    x = jax.random.normal(jax.random.key(1), (4, 6, 6, 4))
+
+    def loss(model):
+        return jnp.mean(model(x) ** 2)
+
+    for _ in range(2):
+        optimizer.update(model, nnx.grad(loss)(model))
+    grads = nnx.grad(loss)(model)
+    params = nnx.state(model, nnx.Param)
+    got = smoothing_effect(optimizer.tx, optimizer.opt_state, grads, params)
+    pure = nnx.as_pure
+    state, pure_grads, pure_params = pure(optimizer.opt_state), pure(grads), pure(params)
+    plain_tx = ladam_optax.ladamw(1e-2, c2=0.0, fold=torch_folds)
+    step = tx.update(pure_grads, state, pure_params)[0]
+    plain = plain_tx.update(pure_grads, state, pure_params)[0]
+    _assert_effect(got, step, plain)
+    assert float(got["conv"]["kernel"].median) > 1e-4
+
+
+def test_the_state_passed_first_says_what_to_pass():
+    tx = ladam_optax.ladam(1e-3, c2=C2)
     state = tx.init(_tree(0))
-    with pytest.raises(ValueError, match="pass the one wanted"):
-        smoothing_effect(state, 0.1)
-    one = smoothing_effect(state.inner_states["b"], 0.1)
-    assert isinstance(one["dense"], SmoothingEffect)
+    with pytest.raises(TypeError, match=r"smoothing_effect\(tx, opt_state, grads, params\)"):
+        smoothing_effect(state, C2, _grads(1))  # pyright: ignore[reportArgumentType]
+
+
+def test_an_optimizer_without_smoothing_is_refused():
+    tx = optax.adam(1e-3)
+    params = _tree(0)
+    with pytest.raises(ValueError, match="none of ladam_optax's transformations"):
+        smoothing_effect(tx, tx.init(params), _grads(1), params)
+
+
+def test_an_update_compiled_apart_is_refused_not_misread():
+    inner = ladam_optax.ladam(1e-3, c2=C2)
+    compiled = optax.GradientTransformation(inner.init, jax.jit(inner.update))
+    params = _tree(0)
+    state = compiled.init(params)
+    compiled.update(_grads(1), state, params)  # traced and cached before the diagnostic
+    with pytest.raises(ValueError, match="compiled apart"):
+        smoothing_effect(compiled, state, _grads(1), params)
+
+
+def test_a_diverged_state_is_not_a_number():
+    tx = ladam_optax.ladam(1e-3, c2=C2)
+    params = _tree(0)
+    state = _trained_state(tx, params)
+    nu = optax.tree.get(state, "nu")
+    diverged = optax.tree.set(state, nu={**nu, "dense": nu["dense"].at[0, 0].set(jnp.nan)})
+    with pytest.raises(ValueError, match=r"optimizer state is not finite at .*'dense'"):
+        smoothing_effect(tx, diverged, _grads(9), params)
+    with pytest.raises(ValueError, match=r"gradients are not finite at \['vector'\]"):
+        smoothing_effect(tx, state, {**_grads(9), "vector": jnp.full(64, jnp.inf)}, params)
+    traced = jax.jit(lambda s: smoothing_effect(tx, s, _grads(9), params))(diverged)
+    assert all(np.isnan(float(x)) for x in traced["dense"])
+    assert float(traced["vector"].median) > 0.0  # the other leaves' steps are finite
+
+
+def test_on_a_sharded_state():
+    """8 simulated devices need a process of their own."""
+    script = textwrap.dedent(
+        """
+        import jax
+        jax.config.update("jax_num_cpu_devices", 8)
+        import numpy as np
+        import optax
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        import ladam_optax
+
+        transposed = {"w": ladam_optax.Fold(rows=(1,), cols=(0,))}
+        for axis_type, mode, fold in (
+            (jax.sharding.AxisType.Explicit, "variance_lap", None),
+            (jax.sharding.AxisType.Explicit, "weight_lap", transposed),
+            (jax.sharding.AxisType.Auto, "update_lap", transposed),
+        ):
+            mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(axis_type,) * 2)
+            sharding = NamedSharding(mesh, P("data", "model"))
+            tx = ladam_optax.ladam(1e-2, c2=0.1, mode=mode, fold=fold)
+            plain_tx = ladam_optax.ladam(1e-2, c2=0.0, mode=mode, fold=fold)
+            grads = {"w": jax.random.normal(jax.random.key(0), (64, 128)) ** 3}
+            params = {"w": jax.random.normal(jax.random.key(1), (64, 128))}
+            sharded = jax.device_put((grads, params), sharding)
+            state = tx.init(sharded[1])
+            _, state = jax.jit(tx.update)(sharded[0], state, sharded[1])
+            effect = jax.jit(lambda s, g, p: ladam_optax.smoothing_effect(tx, s, g, p))(
+                state, *sharded
+            )
+            u = np.asarray(tx.update(sharded[0], state, sharded[1])[0]["w"], np.float64)
+            u0 = np.asarray(plain_tx.update(sharded[0], state, sharded[1])[0]["w"], np.float64)
+            relative = np.abs(u - u0) / np.abs(u0)
+            np.testing.assert_allclose(float(effect["w"].median), np.median(relative), rtol=1e-4)
+            np.testing.assert_allclose(float(effect["w"].max), relative.max(), rtol=1e-4)
+            assert len(optax.tree.get(state, "nu")["w"].sharding.device_set) == 8
+        print("ok")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
