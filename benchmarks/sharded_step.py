@@ -21,12 +21,15 @@ rebuilt whole on a device; the largest array any collective moves is recorded), 
 optimizers, not a real pod's speed. Writes ``OUT/sharded_step.json`` and prints a table.
 
     python benchmarks/sharded_step.py [--reps 20] [--compiles 3] [--blocks 4] [--d-model 384]
-        [--out benchmarks/results]
+        [--out benchmarks/results] [--report]
+
+``--report`` prints the Markdown table of the saved JSON (the multi-device guide's table).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pathlib
 import re
@@ -147,6 +150,27 @@ def collectives(text: str) -> dict:
     return {"counts": dict(counts), "largest_elements": largest}
 
 
+def table(results: dict) -> str:
+    """The Markdown table of a run's results (the multi-device guide shows it)."""
+    lines = [
+        "| layout | `optax.adam` ms | `ladam` ms | ratio (paired min-max) | compile | "
+        "`ladam`'s collectives (largest, elements) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for layout, row in results["layouts"].items():
+        ratio = row["ratio_to_adam"]
+        moved = row["ladam"]["collectives"]
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(moved["counts"].items())) or "none"
+        largest = f" ({moved['largest_elements']})" if moved["counts"] else ""
+        lines.append(
+            f"| {layout.replace('_', ' ')} | {row['adam']['median_ms']:.1f} | "
+            f"{row['ladam']['median_ms']:.1f} | **{ratio['ratio']:.2f}** "
+            f"({ratio['ratio_min']:.2f}-{ratio['ratio_max']:.2f}) | "
+            f"{row['compile_ratio']:.1f}x | {kinds}{largest} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=20, help="timed rounds per layout")
@@ -155,7 +179,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--d-model", type=int, default=384)
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
+    parser.add_argument(
+        "--report", action="store_true", help="print OUT/sharded_step.json as a Markdown table"
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads((args.out / "sharded_step.json").read_text())
+        print(table(results))
+        return results
     args.out.mkdir(parents=True, exist_ok=True)
     host = random_params(transformer_shapes(args.blocks, args.d_model))
     variants = {"adam": optax.adam(1e-3), "ladam": ladam_optax.ladam(1e-3, c2=1e-4)}
@@ -193,6 +224,7 @@ def main(argv=None) -> dict:
             f"  {shown} ({moved['largest_elements']})"
         )
     save(results, args.out / "sharded_step.json")
+    print(table(results))
     return results
 
 

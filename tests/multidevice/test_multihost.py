@@ -40,11 +40,9 @@ def _run(out: Path, optimizer: str, processes: int, *extra: str) -> dict:
         commands = [[*command, "--cpu-devices", "8"]]
     else:
         address = f"127.0.0.1:{_free_port()}"
-        commands = [
-            [*command, "--cpu-devices", "4", "--coordinator", address]
-            + ["--num-processes", str(processes), "--process-id", str(i)]
-            for i in range(processes)
-        ]
+        command += ["--cpu-devices", "4", "--coordinator", address]
+        command += ["--num-processes", str(processes)]
+        commands = [[*command, "--process-id", str(i)] for i in range(processes)]
     running = [
         subprocess.Popen(c, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for c in commands
