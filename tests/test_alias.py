@@ -375,6 +375,34 @@ def test_persistent_state_is_as_large_as_adams():
     assert size(ladam_optax.ladam(c2=0.1).init(params)) == size(optax.adam(1e-3).init(params))
 
 
+def test_each_signature_carries_only_its_modes_hyperparameters():
+    """inject_hyperparams injects what the factory takes: no wave_* in ladam's state."""
+    params = _tree(0)
+    wave = {"wave_dt", "wave_kappa", "wave_E0", "wave_damping"}
+    for factory in (ladam_optax.ladam, ladam_optax.ladamw, ladam_optax.scale_by_ladam):
+        assert not wave & set(inspect.signature(factory).parameters)
+    ladam_state = optax.inject_hyperparams(ladam_optax.ladam)(c2=0.1).init(params)
+    assert not wave & set(ladam_state.hyperparams)
+    wave_state = optax.inject_hyperparams(ladam_optax.wave_ladamw)(c2=0.1).init(params)
+    assert wave <= set(wave_state.hyperparams) and "b2" not in wave_state.hyperparams
+
+
+@pytest.mark.parametrize("mode", ["variance_lap", "weight_lap"])
+def test_ladamw_without_decay_drops_the_decay_link(mode):
+    params = _tree(0)
+    without = ladam_optax.ladamw(1e-2, weight_decay=0.0, c2=0.1, mode=mode)
+    coupled = ladam_optax.ladam(1e-2, c2=0.1, mode=mode)
+    assert len(without.init(params)) == len(coupled.init(params))
+    got, _ = _run(without)
+    expected, _ = _run(coupled)
+    _assert_trees_close(got, expected, rtol=0.0, atol=0.0)
+    injected = optax.inject_hyperparams(ladam_optax.ladamw)(1e-2, weight_decay=0.0, c2=0.1)
+    state = injected.init(params)
+    state.hyperparams["weight_decay"] = jnp.asarray(0.5, jnp.float32)  # still retunable
+    decayed, _ = injected.update(jax.tree.map(jnp.zeros_like, params), state, params)
+    np.testing.assert_allclose(np.asarray(decayed["w"]), -1e-2 * 0.5 * np.asarray(params["w"]))
+
+
 @pytest.mark.parametrize(
     ("factory", "kwargs", "error", "message"),
     [
