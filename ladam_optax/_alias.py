@@ -97,8 +97,8 @@ def ladam(
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"`` (same
-        numbers). Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: which axes of each leaf form the smoothed field: ``None`` (the PyTorch package's
         rule), a pytree of :class:`Fold` / ``None`` like the params, or a callable returning
         one, e.g. :func:`torch_folds` for Flax models (the field PyTorch's LAdam gives each
@@ -196,8 +196,8 @@ def ladamw(
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
       mask: a pytree of bools like the params, or a callable returning one: which leaves decay
         (as in ``optax.adamw``). Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
@@ -288,8 +288,8 @@ def wave_ladam(
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements get no Laplacian term.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
@@ -375,8 +375,8 @@ def wave_ladamw(
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters'. Static.
       mask: a pytree of bools like the params, or a callable returning one: which leaves decay
         (as in ``optax.adamw``). Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
@@ -447,8 +447,8 @@ def ladagrad(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:
@@ -527,8 +527,8 @@ def lrmsprop(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`ladam` (e.g. :func:`torch_folds`). Static.
 
     Returns:

@@ -426,8 +426,8 @@ def scale_by_ladam(
         ``optax.inject_hyperparams`` pass ``static_args=("min_spatial_size",)`` to keep it
         static (otherwise every small leaf runs the stencil behind a ``where``).
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``; see
-        :func:`laplacian`. Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: which axes of each leaf form the smoothed field: ``None`` (the PyTorch package's
         ``(shape[0], prod(shape[1:]))`` for every leaf), a pytree like the params with a
         :class:`Fold` or ``None`` per leaf, or a callable returning one from the params (e.g.
@@ -551,8 +551,8 @@ def scale_by_wave_ladam(
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements get no Laplacian term.
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
@@ -685,8 +685,8 @@ def add_weight_diffusion(
       c2: diffusion strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not diffused.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
@@ -813,8 +813,8 @@ def scale_by_ladagrad(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
@@ -877,8 +877,8 @@ def scale_by_lrmsprop(
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
       min_spatial_size: leaves with fewer elements are not smoothed.
-      laplacian_impl: ``"auto"``, ``"slices"``, ``"shifts"``, ``"padded"`` or ``"conv"``.
-        Static.
+      laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
+        same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
 
     Returns:
