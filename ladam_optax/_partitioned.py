@@ -42,7 +42,6 @@ from jax.sharding import PartitionSpec as P
 
 from ladam_optax import _laplacian
 
-FORMS = ("slices", "conv")
 _EDGES_APART_FROM = 3  # the shortest run :func:`_edges_apart` handles
 
 
@@ -107,8 +106,10 @@ def _local(y: jax.Array, stencil: str, batch: int, rows: int, form: str) -> jax.
     if batch + rows < y.ndim:
         field += (math.prod(shape[batch + rows :]),)
     compute = functools.partial(_laplacian.LOCAL_FORMS[form], stencil=stencil)
-    flat = lax.reshape(y, (math.prod(shape[:batch]), *field))
-    out = jax.vmap(compute)(flat) if batch else compute(lax.reshape(y, field))
+    if batch:
+        out = jax.vmap(compute)(lax.reshape(y, (math.prod(shape[:batch]), *field)))
+    else:
+        out = compute(lax.reshape(y, field))
     return lax.reshape(out, shape)
 
 
