@@ -490,7 +490,8 @@ def test_public_signatures_match_the_spec():
         "add_weight_diffusion": "(c2=0.0001, stencil='9point', min_spatial_size=16, *, "
         "laplacian_impl='auto', fold=None)",
         "suggest_c2": "(architecture='auto')",
-        "chi_anneal_schedule": "(peak_value, total_steps, warmup_frac=0.05, settle_frac=0.3)",
+        "chi_anneal_schedule": "(peak_value, total_steps, warmup_frac=0.05, settle_frac=0.3, "
+        "*, repeat=False)",
         "laplacian_smoothing": "(sigma=1.0, layerwise=True, min_numel=4)",
         "analyze_params": "(params)",
         "auto_configure": "(params, learning_rate=0.001, total_steps=None, weight_decay=0.0, *, "
