@@ -74,9 +74,10 @@ def _replicated(x: jax.Array) -> jax.Array:
 def _summary(step: jax.Array, plain: jax.Array, unfloored: jax.Array) -> SmoothingEffect:
     if step.size == 0:
         return SmoothingEffect(*[jnp.zeros([], jnp.float32)] * 4)
-    dtype = jnp.promote_types(jnp.finfo(step.dtype).dtype, jnp.float32)
-    change = _replicated(jnp.abs(step - plain).astype(dtype).ravel())
-    size = _replicated(jnp.abs(plain).astype(dtype).ravel())
+    wide = jnp.promote_types(step.dtype, jnp.float32)  # bf16 steps subtracted in float32
+    change = _replicated(jnp.abs(step.astype(wide) - plain.astype(wide)).ravel())
+    size = _replicated(jnp.abs(plain.astype(wide)).ravel())
+    dtype = size.dtype
     relative = jnp.where(
         size > 0, change / jnp.where(size > 0, size, 1), jnp.where(change > 0, jnp.inf, 0.0)
     )

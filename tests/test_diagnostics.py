@@ -65,7 +65,8 @@ def _trained_state(tx, params, steps=3):
 
 def _numpy_effect(step, plain):
     """(median, p99, max) of |u - u0| / |u0|, in float64."""
-    u, u0 = np.asarray(step, np.float64).ravel(), np.asarray(plain, np.float64).ravel()
+    wide = jnp.promote_types(step.dtype, jnp.float32)  # bf16 and complex as they are
+    u, u0 = (np.asarray(x.astype(wide)).astype(np.complex128).ravel() for x in (step, plain))
     change, size = np.abs(u - u0), np.abs(u0)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(size > 0, change / size, np.where(change > 0, np.inf, 0.0))
@@ -107,6 +108,27 @@ def test_matches_the_step_of_the_optimizer_built_at_c2_zero(name, fold):
     assert got["small"] == SmoothingEffect(*[np.float32(0)] * 4)
     if name not in ("variance_lap", "ladamw"):  # no floor, or one that c2 <= 0.3 never reaches
         assert all(float(clamped) == 0.0 for clamped in jax.tree.leaves(got)[3::4])
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.complex64])
+def test_bfloat16_and_complex_leaves(dtype):
+    rng = np.random.default_rng(0)
+
+    def tree():
+        x = rng.standard_normal((24, 40)) + 1j * rng.standard_normal((24, 40))
+        return {"w": jnp.asarray(x if dtype == jnp.complex64 else x.real, dtype)}
+
+    tx, plain_tx = ladam_optax.ladam(1e-2, c2=C2), ladam_optax.ladam(1e-2, c2=0.0)
+    params = tree()
+    state = tx.init(params)
+    for _ in range(3):
+        _, state = tx.update(tree(), state, params)
+    grads = tree()
+    got = smoothing_effect(tx, state, grads, params)
+    _assert_effect(
+        got, tx.update(grads, state, params)[0], plain_tx.update(grads, state, params)[0]
+    )
+    assert float(got["w"].median) > 1e-3
 
 
 def test_the_modes_differ_as_their_steps_do():
