@@ -82,7 +82,12 @@ def _summary(step: jax.Array, plain: jax.Array, unfloored: jax.Array) -> Smoothi
         size > 0, change / jnp.where(size > 0, size, 1), jnp.where(change > 0, jnp.inf, 0.0)
     )
     quantiles = jnp.quantile(relative, jnp.asarray([0.5, 0.99], dtype))
-    clamped = jnp.mean((unfloored != step).astype(dtype))
+    # The two steps are separate computations: on a sharded leaf XLA may round them apart by an
+    # ulp or two, so "changed by the floor" means by more than a few of the step's ulps (or to
+    # NaN: below the floor the unfloored root is of a negative number).
+    slack = 8 * jnp.finfo(step.dtype).eps * jnp.abs(step.astype(wide))
+    moved = ~(jnp.abs(unfloored.astype(wide) - step.astype(wide)) <= slack)
+    clamped = jnp.mean(_replicated(moved.ravel()).astype(dtype))
     finite = jnp.all(jnp.isfinite(step)) & jnp.all(jnp.isfinite(plain))
     summary = (quantiles[0], quantiles[1], jnp.max(relative), clamped)
     return SmoothingEffect(*(jnp.where(finite, s, jnp.nan).astype(jnp.float32) for s in summary))

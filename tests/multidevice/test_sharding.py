@@ -344,8 +344,10 @@ def test_smoothing_effect_on_a_sharded_state():
     state = tx.init({"w": sharded})
     _, state = jax.jit(tx.update)({"w": sharded}, state, {"w": sharded})
     _, plain = tx.update({"w": grads}, tx.init({"w": grads}), {"w": grads})
-    effect = jax.jit(lambda s: ladam_optax.smoothing_effect(s, 0.1))(state)
-    expected = ladam_optax.smoothing_effect(plain, 0.1)
+    effect = jax.jit(lambda s, g: ladam_optax.smoothing_effect(tx, s, {"w": g}, {"w": g}))(
+        state, sharded
+    )
+    expected = ladam_optax.smoothing_effect(tx, plain, {"w": grads}, {"w": grads})
     for a, b in zip(jax.tree.leaves(effect), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
     assert float(effect["w"].median) > 0.0
