@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from typing import Any, cast
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from ladam_optax import _checks
 from ladam_optax._alias import ladamw
-from ladam_optax._folds import FoldSpec, path_names, torch_folds
+from ladam_optax._folds import (
+    FoldSpec,
+    NamedLeaf,
+    attention_layers,
+    is_masked,
+    named_leaves,
+    torch_folds,
+)
 from ladam_optax._schedules import chi_anneal_schedule
 
 _C2_BY_ARCHITECTURE = {
@@ -81,37 +86,14 @@ _NORM_NAME = re.compile(r"norm|^(ln|bn|gn)(_?\d+|_[a-z0-9]+)?$")
 _RNN_NAME = re.compile(r"rnn|lstm|gru|mgu|cell")
 
 
-def _named_leaves(params: Any) -> list[tuple[tuple[str, ...], tuple[int, ...] | None]]:
-    """(lower-cased path names, shape) of every leaf. The shape is ``None`` for what is not
-    trained: an ``optax.MaskedNode`` (masked out by an enclosing ``optax.masked``), integer or
-    PRNG-key leaves (step counters), and Flax NNX variables that are not ``nnx.Param``
-    (``BatchStat``, ``RngState``), so a whole ``nnx.state(model)`` or the model itself works."""
-    # Flax is never imported here: if the tree holds NNX variables, flax.nnx is loaded already.
-    nnx = sys.modules.get("flax.nnx")
-    is_variable = None if nnx is None else (lambda x: isinstance(x, nnx.Variable))
-    leaves = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_variable)[0]
-    named = []
-    for path, leaf in leaves:
-        if nnx is not None and isinstance(leaf, nnx.Variable):
-            if not isinstance(leaf, nnx.Param):
-                named.append((path_names(path), None))
-                continue
-            leaf = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
-        if isinstance(leaf, optax.MaskedNode):
-            named.append((path_names(path), None))
-            continue
-        shape = getattr(leaf, "shape", None)
-        if shape is None:
-            raise TypeError(
-                "params must be a pytree of arrays (e.g. nnx.state(model, nnx.Param) or a Linen "
-                f"variables['params'] dict); the leaf at {jax.tree_util.keystr(path)} is a "
-                f"{type(leaf).__name__}"
-            )
-        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-            named.append((path_names(path), None))
-            continue
-        named.append((tuple(n.lower() for n in path_names(path)), tuple(shape)))
-    if all(shape is None for _, shape in named):
+def _named_leaves(params: Any) -> list[NamedLeaf]:
+    """:func:`ladam_optax._folds.named_leaves` of ``params``: (lower-cased path names, shape)
+    of every leaf, the shape ``None`` where it is not trained; a whole ``nnx.state(model)`` or
+    the model itself works. Raises ``ValueError`` when no leaf is trained."""
+    with_paths, _, named = named_leaves(params)
+    # Leaf for leaf as jax.tree flattens params: a bare MaskedNode is no leaf there.
+    named = [n for (_, x), n in zip(with_paths, named, strict=True) if not is_masked(x)]
+    if all(leaf.shape is None for leaf in named):
         raise ValueError("params has no array leaves to analyze")
     return named
 
@@ -139,7 +121,7 @@ def _categories(params: Any) -> tuple[list[str | None], list]:
     named = _named_leaves(params)
     # Flax's MultiHeadAttention names its projections query/key/value/out: an ``out`` sibling
     # of ``query`` is the attention output projection, not a generic output layer.
-    attention = {names[:-2] for names, _ in named if len(names) >= 2 and names[-2] == "query"}
+    attention = attention_layers(named)
     # A ``bias`` next to a ``scale`` belongs to a norm layer, whatever the layer is called.
     scaled = {
         names[:-1] for names, shape in named if shape is not None and names[-1:] == ("scale",)

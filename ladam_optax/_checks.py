@@ -121,7 +121,7 @@ def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
     from the params): the params' structure is the one expected, the updates' the one present.
     Masked-out leaves (``optax.MaskedNode``) and NNX variables count as leaves of the state."""
     # Imported here: _folds imports modules that import this one.
-    from ladam_optax._folds import _flatten, _is_masked, _unwrap
+    from ladam_optax._folds import _flatten, _unwrap, is_masked
 
     with_paths, treedef, variable = _flatten(state_tree)
     try:
@@ -133,7 +133,7 @@ def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
         ) from None
     for (path, s), u in zip(with_paths, columns, strict=True):
         s, u = _unwrap(s, variable), _unwrap(u, variable)
-        if _is_masked(s) or _is_masked(u):
+        if is_masked(s) or is_masked(u):
             continue
         if jnp.shape(u) != jnp.shape(s):
             raise ValueError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -48,7 +48,8 @@ def path_names(path: tuple) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _is_masked(x: Any) -> bool:
+def is_masked(x: Any) -> bool:
+    """Whether ``x`` is an ``optax.MaskedNode`` (a leaf masked out by ``optax.masked``)."""
     return isinstance(x, optax.MaskedNode)
 
 
@@ -65,7 +66,7 @@ def _flatten(tree: Any) -> tuple[list, Any, type | None]:
     variable = _variable_type()
 
     def is_leaf(x):
-        return _is_masked(x) or (variable is not None and isinstance(x, variable))
+        return is_masked(x) or (variable is not None and isinstance(x, variable))
 
     with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
     return with_paths, treedef, variable
@@ -76,6 +77,51 @@ def _unwrap(x: Any, variable: type | None) -> Any:
     if variable is not None and isinstance(x, variable):
         return x.get_value() if hasattr(x, "get_value") else x.value
     return x
+
+
+class NamedLeaf(NamedTuple):
+    """A leaf's lower-cased path names and its shape, ``None`` where the leaf is not trained."""
+
+    names: tuple[str, ...]
+    shape: tuple[int, ...] | None
+
+
+def named_leaves(tree: Any) -> tuple[list, Any, list[NamedLeaf]]:
+    """``tree``'s (path, leaf) pairs and treedef (as :func:`_flatten`), and each leaf's
+    :class:`NamedLeaf`: the one place that decides which leaves are trained. Not trained (shape
+    ``None``): an ``optax.MaskedNode`` (masked out by an enclosing ``optax.masked``), an integer,
+    boolean or PRNG-key leaf (a step counter), and a Flax NNX variable that is not an
+    ``nnx.Param`` (``BatchStat``, ``RngState``), so a whole ``nnx.state(model)`` works. Raises
+    ``TypeError``, naming the leaf, for a leaf that is not an array."""
+    with_paths, treedef, variable = _flatten(tree)
+    param = getattr(sys.modules.get("flax.nnx"), "Param", None)
+    named = []
+    for path, leaf in with_paths:
+        names = tuple(n.lower() for n in path_names(path))
+        if is_masked(leaf) or (
+            variable is not None and isinstance(leaf, variable) and not isinstance(leaf, param)  # type: ignore[arg-type]
+        ):
+            named.append(NamedLeaf(names, None))
+            continue
+        value = _unwrap(leaf, variable)
+        if is_masked(value):  # masked out inside an NNX variable
+            named.append(NamedLeaf(names, None))
+            continue
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            raise TypeError(
+                "params must be a pytree of arrays (e.g. nnx.state(model, nnx.Param) or a Linen "
+                f"variables['params'] dict); the leaf at {jax.tree_util.keystr(path)} is a "
+                f"{type(value).__name__}"
+            )
+        trained = jax.numpy.issubdtype(value.dtype, np.inexact)
+        named.append(NamedLeaf(names, tuple(value.shape) if trained else None))
+    return with_paths, treedef, named
+
+
+def attention_layers(named: list[NamedLeaf]) -> set[tuple[str, ...]]:
+    """The paths of Flax ``MultiHeadAttention`` layers: the parents of a ``query`` projection
+    (its siblings ``key``, ``value`` and ``out`` belong to it too)."""
+    return {leaf.names[:-2] for leaf in named if len(leaf.names) >= 2 and leaf.names[-2] == "query"}
 
 
 def check_fold_spec(fold: FoldSpec) -> None:
@@ -128,7 +174,7 @@ def resolve_folds(fold: FoldSpec, tree: Any) -> list[Fold | None]:
         # Masked out, as a node or inside an NNX variable (``optax.masked`` maps its mask over
         # the variable's value when the params it is given hold ``nnx.Param`` variables).
         leaf, leaf_fold = _unwrap(leaf, variable), _unwrap(leaf_fold, variable)
-        if _is_masked(leaf):
+        if is_masked(leaf):
             continue
         if leaf_fold is None:
             folds.append(None)
@@ -199,24 +245,11 @@ def torch_folds(params: Any) -> Any:
     References:
       G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdam._laplacian`` (its ``(shape[0], -1)`` fold).
     """
-    with_paths, treedef, variable = _flatten(params)
-    param = getattr(sys.modules.get("flax.nnx"), "Param", None)
-    entries = []  # (names, shape), shape None where the leaf is not trained
-    for path, leaf in with_paths:
-        names = tuple(n.lower() for n in path_names(path))
-        trained = not _is_masked(leaf) and not (
-            variable is not None and isinstance(leaf, variable) and not isinstance(leaf, param)  # type: ignore[arg-type]
-        )
-        value = _unwrap(leaf, variable)
-        if trained and hasattr(value, "shape") and jax.numpy.issubdtype(value.dtype, np.inexact):
-            entries.append((names, tuple(value.shape)))
-        else:
-            entries.append((names, None))
-    # Flax's MultiHeadAttention names its projections query/key/value/out.
-    attention = {names[:-2] for names, _ in entries if len(names) >= 2 and names[-2] == "query"}
+    with_paths, treedef, entries = named_leaves(params)
+    attention = attention_layers(entries)
     folds = [
         leaf
-        if _is_masked(leaf)
+        if is_masked(leaf)
         else (None if shape is None else _torch_fold(names, shape, attention))
         for (names, shape), (_, leaf) in zip(entries, with_paths, strict=True)
     ]
