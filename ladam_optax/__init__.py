@@ -3,7 +3,7 @@
 from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop, wave_ladam, wave_ladamw
 from ladam_optax._auto import analyze_params, auto_configure, suggest_c2
 from ladam_optax._diagnostics import SmoothingEffect, smoothing_effect
-from ladam_optax._folds import torch_folds
+from ladam_optax._folds import FoldSpec, torch_folds
 from ladam_optax._laplacian import Fold, laplacian
 from ladam_optax._reorder import compute_neuron_order, reorder_dense
 from ladam_optax._schedules import chi_anneal_schedule
@@ -40,6 +40,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Fold",
+    "FoldSpec",
     "ScaleByLAdaGradState",
     "ScaleByLAdamState",
     "ScaleByLRMSPropState",
