@@ -119,7 +119,9 @@ def smoothing_effect(
     holding their transformations, inside ``optax.chain``, ``optax.MultiSteps`` (between
     its boundaries both steps are zero: 0), ``optax.inject_hyperparams`` (the ``c2`` in the
     state is the one measured), ``optax.partition`` or ``nnx.Optimizer``. A median of
-    ``1e-4`` means the step is Adam's (or AdaGrad's, RMSProp's) to four digits there. Leaves
+    ``1e-4`` means half of a leaf's entries step within 1e-4 (relative) of Adam's (or
+    AdaGrad's, RMSProp's) step; the 99th percentile and the max say how far the rest move, and
+    they can be far larger (near the ``eps`` floor a few entries' steps change by O(1)). Leaves
     that are not smoothed report zeros. The state is not advanced.
 
     Jittable (``jax.jit(lambda s, g, p: smoothing_effect(tx, s, g, p))``) and as costly as
