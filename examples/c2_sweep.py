@@ -480,9 +480,16 @@ def report_tables(results: dict) -> dict[str, str]:
             evidence.append(
                 f"| {_c2(r['c2'])} | {r['n']} | {r['mean']:.4f} +/- {r['std']:.4f} | "
                 f"{_interval(r, digits)} | {r['lower']}/{r['n']} | "
-                f"{r['p']:.3f} | {r['p_holm']:.2f} | "
+                f"{r['p']:.3f} | {r['p_holm']:.3f} | "
                 f"{r['effect']:.1e} | {r['clamped_fraction']:.4f} | {verdict(r)} |"
             )
+        beyond = paired_stats.detected_beyond_intervals({_c2(r["c2"]): r for r in rows[1:]})
+        if beyond:
+            evidence += [
+                "",
+                f"Holm detects c2 = {', '.join(beyond)} although the simultaneous interval "
+                "(Bonferroni, more conservative than Holm's step-down test) still touches 0.",
+            ]
         evidence.append("")
     return {"c2-sweep": "\n".join(readme), "c2-sweep-tasks": "\n".join(evidence).rstrip()}
 

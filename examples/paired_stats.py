@@ -94,6 +94,17 @@ def compare_pairs(
     return rows
 
 
+def detected_beyond_intervals(rows: Mapping[Any, dict], alpha: float = 0.05) -> list:
+    """The names of ``compare_pairs`` rows that Holm detects (``p_holm < alpha``) although their
+    simultaneous interval still contains 0: Holm's step-down test is more powerful than the
+    Bonferroni intervals, so the two can disagree near ``alpha``."""
+    return [
+        name
+        for name, row in rows.items()
+        if row["p_holm"] < alpha and row["ci_low"] <= 0.0 <= row["ci_high"]
+    ]
+
+
 def distribution(values: Sequence[float]) -> dict:
     """``n``, mean, median, standard deviation (``ddof=1``, 0 for one value), min and max."""
     x = np.asarray(values, dtype=float)

@@ -409,7 +409,7 @@ def report_tables(results: dict) -> dict[str, str]:
     for c in results["comparisons"]:
         comparisons.append(
             f"| {c['comparison']} | {c['n']} | {_interval(c)} | {c['median_diff']:+.4f} | "
-            f"{c['lower']}/{c['n']} | {c['p']:.3f} | {c['p_holm']:.2f} |"
+            f"{c['lower']}/{c['n']} | {c['p']:.3f} | {c['p_holm']:.3f} |"
         )
     detected = [c["comparison"] for c in results["comparisons"] if c["p_holm"] < 0.05]
     comparisons += [
@@ -418,6 +418,13 @@ def report_tables(results: dict) -> dict[str, str]:
         + ("; ".join(detected) if detected else "none")
         + ".",
     ]
+    by_name = {c["comparison"]: c for c in results["comparisons"]}
+    beyond = paired_stats.detected_beyond_intervals(by_name)
+    if beyond:
+        comparisons[-1] += (
+            " The simultaneous intervals (Bonferroni) are more conservative than Holm's"
+            " step-down test: those of " + "; ".join(beyond) + " still touch 0."
+        )
     runs = [
         "| configuration | seeds | final L2 mean | median | std | min | max | worst runs "
         "(seed: L2) | best L2 of the curve (mean) |",

@@ -210,6 +210,28 @@ def test_compare_pairs_pairs_by_seed_and_corrects_the_family():
     assert np.isnan(rows["broken"]["p_holm"]) and np.isnan(rows["broken"]["diff"])
 
 
+def test_detected_beyond_intervals_names_holm_rejections_whose_interval_touches_0():
+    require("scipy", "for the paired statistics")
+    paired = _load("paired_stats")
+    # One clear difference and three with raw p of 0.015, 0.0137 and 0.0124: Holm adjusts all
+    # three to 0.037, below 0.05, while Bonferroni's intervals (each at 1 - 0.05 / 4) reach
+    # past 0 for the two whose p exceeds 0.05 / 4 = 0.0125.
+    rng = np.random.default_rng(3)
+    base = dict(enumerate(rng.normal(size=10)))
+    pairs = {}
+    for name, shift in (("clear", 0.9), ("a", 0.51), ("b", 0.52), ("c", 0.53)):
+        noise = np.linspace(-0.8, 0.8, 10)
+        pairs[name] = ({s: base[s] + shift + noise[s] for s in base}, base)
+    rows = paired.compare_pairs(pairs)
+    beyond = paired.detected_beyond_intervals(rows)
+    for name, row in rows.items():
+        straddles = row["ci_low"] <= 0.0 <= row["ci_high"]
+        assert (name in beyond) == (row["p_holm"] < 0.05 and straddles), name
+    assert beyond == ["a", "b"] and rows["c"]["ci_low"] > 0.0 and rows["clear"]["ci_low"] > 0.0
+    undetected = {"x": {"p_holm": 0.2, "ci_low": -1.0, "ci_high": 1.0}}
+    assert paired.detected_beyond_intervals(undetected) == []
+
+
 def test_c2_sweep_compare_and_verdicts():
     require("scipy", "for the c2 sweep's statistics")
     example = _load("c2_sweep")
