@@ -5,9 +5,10 @@
     python examples/report.py --check    # exit 1 where a file's table differs from the runs
 
 The tables come from ``examples/results/c2_sweep/runs.jsonl`` (``c2_sweep.py``'s analysis), its
-``drift.json`` (``c2_sweep.py --drift``) and
+``drift.json`` (``c2_sweep.py --drift``),
 ``examples/results/pinn_wave/runs.jsonl`` (``pinn_wave.py``'s, the full setting: 5000 steps,
-2000 interior points). In a file, each table sits between the lines ``<!-- NAME -->`` and
+2000 interior points) and ``examples/results/transformer_digits/results.json``
+(``transformer_digits.py``'s). In a file, each table sits between the lines ``<!-- NAME -->`` and
 ``<!-- /NAME -->``. Nothing is trained and nothing is written under ``examples/results``.
 """
 
@@ -22,13 +23,14 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import c2_sweep
 import pinn_wave
+import transformer_digits
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "examples" / "results"
 # Which tables each file shows.
 FILES = {
     "README.md": ("c2-sweep", "pinn"),
-    "docs/evidence.md": ("pinn", "pinn-runs", "c2-sweep-tasks"),
+    "docs/evidence.md": ("pinn", "pinn-runs", "transformer", "c2-sweep-tasks"),
     "docs/choosing_c2.md": ("c2-sweep", "c2-drift"),
 }
 PINN_SETTING = (5000, 2000, pinn_wave.CURVE_EVERY)  # steps, interior points, evaluation period
@@ -53,7 +55,13 @@ def tables() -> dict[str, str]:
             json.loads((RESULTS / "c2_sweep" / "drift.json").read_text())
         )
     }
-    return c2_sweep.report_tables(sweep) | drift | pinn_wave.report_tables(pinn)
+    transformer = json.loads((RESULTS / "transformer_digits" / "results.json").read_text())
+    return (
+        c2_sweep.report_tables(sweep)
+        | drift
+        | pinn_wave.report_tables(pinn)
+        | {"transformer": transformer_digits.report_table(transformer)}
+    )
 
 
 def _pattern(name: str) -> re.Pattern:

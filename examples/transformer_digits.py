@@ -115,6 +115,27 @@ def summarize(runs):
     return rows
 
 
+def report_table(results: dict) -> str:
+    """The Markdown ``docs/evidence.md`` shows (``transformer``), from ``results.json``'s
+    content: test accuracy per optimizer over seeds, and each seed's."""
+    runs, rows = results["runs"], summarize(results["runs"])
+    seeds = rows[0]["seeds"]
+    lines = [
+        f"| optimizer | test accuracy (mean +/- std, {seeds} seeds) | per seed |",
+        "|---|---|---|",
+    ]
+    for row, title in zip(rows, ("Adam", f"LAdam c2 = {results['c2']:g}"), strict=True):
+        per_seed = sorted(
+            (r["seed"], r["test_accuracy"]) for r in runs if r["optimizer"] == row["optimizer"]
+        )
+        lines.append(
+            f"| {title} | {row['accuracy_mean']:.4f} +/- {row['accuracy_std']:.4f} | "
+            + ", ".join(f"{accuracy:.4f}" for _, accuracy in per_seed)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def plot(runs, rows, path):
     import matplotlib
 

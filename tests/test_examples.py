@@ -112,6 +112,11 @@ def test_transformer_digits(tmp_path):
         assert 0.1 < run["test_accuracy"] <= 1.0  # one epoch learns something
     assert [r["optimizer"] for r in results["summary"]] == ["adam", "ladam"]
     assert (tmp_path / "transformer_digits.png").stat().st_size > 10_000
+    table = _load("transformer_digits").report_table(saved).splitlines()
+    assert table[0].startswith("| optimizer | test accuracy (mean +/- std, 1 seeds)")
+    for line, run in zip(table[2:], saved["runs"], strict=True):  # one seed: std 0, that seed
+        accuracy = f"{run['test_accuracy']:.4f}"
+        assert line.endswith(f"| {accuracy} +/- 0.0000 | {accuracy} |"), line
 
 
 def test_c2_sweep(tmp_path, capsys):
