@@ -29,7 +29,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "examples" / "results"
 # Which tables each file shows.
 FILES = {
-    "README.md": ("c2-sweep", "pinn"),
+    "README.md": ("pinn",),
     "docs/evidence.md": ("pinn", "pinn-runs", "transformer", "c2-sweep-tasks"),
     "docs/choosing_c2.md": ("c2-sweep", "c2-drift"),
 }
