@@ -10,7 +10,21 @@ import optax
 from jax import core
 
 from ladam_optax._folds import unwrap_variables
-from ladam_optax._transform import counterfactual
+from ladam_optax._transform import (
+    ScaleByLAdaGradState,
+    ScaleByLAdamState,
+    ScaleByLRMSPropState,
+    ScaleByWaveLAdamState,
+    counterfactual,
+)
+
+# The states of the transformations that smooth (add_weight_diffusion has none of its own).
+_SMOOTHING_STATES = (
+    ScaleByLAdamState,
+    ScaleByWaveLAdamState,
+    ScaleByLAdaGradState,
+    ScaleByLRMSPropState,
+)
 
 
 class SmoothingEffect(NamedTuple):
@@ -42,6 +56,13 @@ def _update(tx, opt_state, grads, params, extra_args, without: str | None):
         return tx.update(grads, opt_state, params, **extra_args)[0], None
     with counterfactual(without) as reached:
         return tx.update(grads, opt_state, params, **extra_args)[0], reached
+
+
+def _smoothing_states(opt_state: Any) -> int:
+    """How many of this package's stateful transformations ``opt_state`` holds, wherever a
+    wrapper (chain, partition, inject_hyperparams, MultiSteps, ...) keeps them."""
+    is_state = lambda x: isinstance(x, _SMOOTHING_STATES)  # noqa: E731
+    return sum(map(is_state, jax.tree.leaves(opt_state, is_leaf=is_state)))
 
 
 def _first_non_finite(tree: Any) -> str | None:
@@ -142,7 +163,8 @@ def smoothing_effect(
       TypeError: when ``tx`` is not an optax transformation (e.g. the state passed first, as
         the old ``smoothing_effect(opt_state, c2)`` did).
       ValueError: when ``tx`` holds none of this package's transformations (nothing to
-        measure, or one of them is hidden behind a compiled ``update``), or, with concrete
+        measure), when any of those ``opt_state`` holds is hidden behind an ``update``
+        compiled apart (its change cannot be measured), or, with concrete
         inputs, when the state, the gradients or a step is not finite (a diverged run). Under
         ``jax.jit`` a leaf whose step is not finite reports NaN in every field instead.
 
@@ -180,6 +202,15 @@ def smoothing_effect(
             "add_weight_diffusion links), so there is no smoothing to measure; pass the "
             "transformation the state belongs to, with an update that is not compiled apart "
             "(jit the call to smoothing_effect instead)"
+        )
+    ran = sum(who != "add_weight_diffusion" for who in reached)
+    held = _smoothing_states(opt_state)
+    if ran < held:
+        raise ValueError(
+            f"smoothing_effect: opt_state holds {held} of ladam_optax's transformations but "
+            f"tx.update ran {ran} of them while measuring: the others are hidden behind an "
+            "update compiled apart (e.g. jax.jit(tx.update) inside a chain or partition), and "
+            "their leaves would read as unchanged; jit the call to smoothing_effect instead"
         )
     unfloored, _ = _update(tx, opt_state, grads, params, extra_args, "floor")
     where = _first_non_finite(step) or _first_non_finite(plain)

@@ -287,6 +287,23 @@ def test_an_update_compiled_apart_is_refused_not_misread():
         smoothing_effect(compiled, state, _grads(1), params)
 
 
+def test_one_link_compiled_apart_is_refused_not_read_as_unchanged():
+    # Two smoothing links under partition, one of them behind its own jit: measuring would
+    # see only the other and report 0 for the hidden one's leaves.
+    inner = ladam_optax.ladam(1e-3, c2=C2)
+    hidden = optax.GradientTransformation(inner.init, jax.jit(inner.update))
+    params = {"a": jnp.ones((24, 40)), "b": jnp.ones((24, 40))}
+    grads = {name: jax.random.normal(jax.random.key(i), (24, 40)) for i, name in enumerate("ab")}
+    tx = optax.partition({"x": hidden, "y": inner}, {"a": "x", "b": "y"})
+    state = tx.init(params)
+    tx.update(grads, state, params)  # the hidden link traced and cached before the diagnostic
+    with pytest.raises(ValueError, match=r"holds 2 of ladam_optax's .* but tx\.update ran 1 of"):
+        smoothing_effect(tx, state, grads, params)
+    visible = optax.partition({"x": inner, "y": inner}, {"a": "x", "b": "y"})
+    effect = smoothing_effect(visible, visible.init(params), grads, params)
+    assert float(effect["a"].median) > 0.0 and float(effect["b"].median) > 0.0
+
+
 def test_a_diverged_state_is_not_a_number():
     tx = ladam_optax.ladam(1e-3, c2=C2)
     params = _tree(0)
