@@ -61,6 +61,9 @@ WIDTHS = (8, 6, 9, 9, 32, 10, 10)  # columns of the printed table
 LIMIT = 0.3  # the stability limit of variance_lap with the 9-point stencil
 DRIFT_C2 = (1e-30, 1e-4)  # the floor alone, and the reference's recommended c2
 DRIFT_STEPS = (30, 500)
+# The journal's format: 2 since the step change and clamped fraction come from
+# smoothing_effect(tx, state, grads, params) (the step at c2 against the step at c2 = 0).
+JOURNAL_FORMAT = 2
 
 
 class DigitsMLP(nnx.Module):
@@ -363,9 +366,10 @@ def compare(task_runs: list[dict], metric: str, grid) -> list[dict]:
         if c2 in tests:
             row |= {key: value for key, value in tests[c2].items() if key != "paired_seeds"}
         rows.append(row)
-    # Entries at the eps floor at the smallest c2 are Adam's own (zero gradients, dead units,
+    # Entries the floor changes at the smallest c2 are Adam's own (zero gradients, dead units,
     # barely lifted by a tiny Laplacian); more than those at a larger c2 is the smoothing's doing.
-    floor = next((r["clamped_fraction"] for r in rows if r["c2"] > 0), 0.0)
+    # The baseline is a c2 within the limit: a grid without one has no baseline (NaN increase).
+    floor = next((r["clamped_fraction"] for r in rows if 0 < r["c2"] <= LIMIT), float("nan"))
     for row in rows:
         row["clamped_increase"] = row["clamped_fraction"] - floor
     return rows
@@ -373,8 +377,8 @@ def compare(task_runs: list[dict], metric: str, grid) -> list[dict]:
 
 def verdict(row: dict) -> str:
     """``"Adam"``; ``"breaks"`` (a run whose metric, test loss or parameters are not finite, or
-    more than 1% of the entries driven to the eps floor beyond those at the grid's smallest
-    c2 > 0); ``"differs"`` (Holm p < 0.05) or ``"same as Adam"``."""
+    the floor changing the step of more than 1% more entries than at the grid's smallest
+    c2 > 0 within the limit); ``"differs"`` (Holm p < 0.05) or ``"same as Adam"``."""
     if row["c2"] == 0.0:
         return "Adam"
     if row["finite"] < row["seeds"] or row["clamped_increase"] > 0.01:
@@ -610,6 +614,7 @@ def main(argv=None) -> dict:
             tasks[task] = makers[task]()
         start = time.perf_counter()
         run = {
+            "format": JOURNAL_FORMAT,
             "task": task,
             "c2": c2,
             "seed": seed,
@@ -638,7 +643,19 @@ def run_key(run: dict) -> tuple:
 
 
 def read_journal(path: pathlib.Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The runs journaled at ``path`` (none where it does not exist), all of
+    :data:`JOURNAL_FORMAT`: a run of another format was measured differently and is refused."""
+    if not path.exists():
+        return []
+    runs = [json.loads(line) for line in path.read_text().splitlines()]
+    for number, run in enumerate(runs, 1):
+        if run.get("format") != JOURNAL_FORMAT:
+            raise ValueError(
+                f"{path}:{number} is a run of journal format {run.get('format', 1)}, not "
+                f"{JOURNAL_FORMAT}: its step change and clamped fraction were measured another "
+                "way; move the file aside and run the sweep again"
+            )
+    return runs
 
 
 def write_results(runs: list[dict], out: pathlib.Path, markdown: bool = False) -> dict:

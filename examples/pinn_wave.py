@@ -248,6 +248,14 @@ def summarize(runs: list[dict]) -> dict:
             }
         )
     per_seed = {c: {r["seed"]: r["l2_error"] for r in g} for c, g in groups.items()}
+    # Each configuration's mean against Adam's on the seeds both ran (relative change).
+    for config, row in zip(sorted(groups, key=_order), rows, strict=True):
+        shared = sorted(set(per_seed[config]) & set(per_seed.get(ADAM, {})))
+        if config == ADAM or not shared:
+            continue
+        adam_mean = np.mean([per_seed[ADAM][s] for s in shared])
+        mean = np.mean([per_seed[config][s] for s in shared])
+        row["vs_adam"] = {"seeds": len(shared), "relative": float(mean / adam_mean - 1)}
     pairs = {
         name: (per_seed[a], per_seed[b])
         for name, (a, b) in COMPARISONS.items()
@@ -419,19 +427,26 @@ def report_tables(results: dict) -> dict[str, str]:
             f"{c['lower']}/{c['n']} | {c['p']:.3f} | {c['p_holm']:.3f} |"
         )
     detected = [c["comparison"] for c in results["comparisons"] if c["p_holm"] < 0.05]
-    comparisons += [
-        "",
-        "Differences detected (Holm p < 0.05): "
-        + ("; ".join(detected) if detected else "none")
-        + ".",
-    ]
-    by_name = {c["comparison"]: c for c in results["comparisons"]}
-    beyond = paired_stats.detected_beyond_intervals(by_name)
+    verdict = "Differences detected (Holm p < 0.05): " + ("; ".join(detected) or "none") + "."
+    beyond = paired_stats.detected_beyond_intervals(
+        {c["comparison"]: c for c in results["comparisons"]}
+    )
     if beyond:
-        comparisons[-1] += (
+        verdict += (
             " The simultaneous intervals (Bonferroni) are more conservative than Holm's"
             " step-down test: those of " + "; ".join(beyond) + " still touch 0."
         )
+    comparisons += ["", verdict]
+    versus = [
+        f"{r['label']} {100 * r['vs_adam']['relative']:+.0f}% ({r['vs_adam']['seeds']} seeds)"
+        for r in results["summary"]
+        if "vs_adam" in r
+    ]
+    if versus:
+        comparisons += [
+            "",
+            "Mean final L2 error against Adam's on the same seeds: " + "; ".join(versus) + ".",
+        ]
     runs = [
         "| configuration | seeds | final L2 mean | median | std | min | max | worst runs "
         "(seed: L2) | best L2 of the curve (mean) |",

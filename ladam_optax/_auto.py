@@ -37,10 +37,11 @@ def suggest_c2(architecture: str = "auto") -> float:
     Laplacian is skipped) and ``auto`` 1e-4 (a safe general default), from the reference's sweeps.
 
     Measured here (``examples/c2_sweep.py``: an MLP and a CNN on the digits with 10 seeds, a
-    wave-equation PINN with 5): at these values the smoothing changes the steps by about c2
-    relative (:func:`smoothing_effect`) and LAdam is indistinguishable from Adam; so is every
-    c2 up to the stability limit of 0.3, after a Holm correction over the grid. Above the
-    limit training breaks (c2 = 0.5: chance accuracy on both digits models).
+    short wave-equation PINN with 5): at these values the smoothing changes the steps by about
+    c2 relative (:func:`smoothing_effect`) and LAdam is indistinguishable from Adam; so is
+    every c2 below the stability limit of 0.3, after a Holm correction over the grid. At the
+    limit the PINN's error is larger than Adam's; above it training breaks (c2 = 0.5: chance
+    accuracy on both digits models).
 
     Args:
       architecture: one of ``"pinn"``, ``"transformer"``, ``"mlp"``, ``"cnn"``, ``"auto"``;

@@ -264,6 +264,27 @@ def test_c2_sweep_compare_and_verdicts():
     assert example.verdict({**rows[0.2], "clamped_increase": 0.011}) == "breaks"
 
 
+def test_c2_sweep_refuses_journals_of_another_format_and_baselines_within_the_limit(tmp_path):
+    require("scipy", "for the c2 sweep's statistics")
+    example = _load("c2_sweep")
+    journal = tmp_path / "runs.jsonl"
+    run = {"task": "mlp", "c2": 0.0, "seed": 0, "settings": {"steps": 1}, "test_accuracy": 0.5}
+    journal.write_text(json.dumps({**run, "format": example.JOURNAL_FORMAT}) + "\n")
+    assert example.read_journal(journal)[0]["test_accuracy"] == 0.5
+    journal.write_text(journal.read_text() + json.dumps(run) + "\n")  # an old run: no format
+    with pytest.raises(ValueError, match=r"runs.jsonl:2 is a run of journal format 1, not 2"):
+        example.read_journal(journal)
+    # A grid with nothing within the limit has no clamp baseline: 0.5 is not its own baseline.
+    runs = [
+        {"c2": c2, "seed": s, "m": 1.0 + s + c2, "effect_median": c2, "clamped_fraction": c2}
+        for c2 in (0.0, 0.5)
+        for s in range(3)
+    ]
+    rows = {r["c2"]: r for r in example.compare(runs, "m", [0.0, 0.5])}
+    assert np.isnan(rows[0.5]["clamped_increase"])
+    assert example.verdict(rows[0.5]) == "differs"  # +0.5 on every seed, nothing broke
+
+
 def test_readme_and_evidence_tables_are_what_the_report_prints(capsys):
     require("scipy", "for the paired statistics")
     report = _load("report")
