@@ -90,6 +90,30 @@ def setup_line(args) -> str:
     )
 
 
+def header(saved: dict) -> str:
+    """The data and what is compared (printed before training)."""
+    return (
+        f"digits: {saved['train_images']} train / {saved['test_images']} test images, 8x8\n"
+        + setup_line(argparse.Namespace(**saved))
+    )
+
+
+def table(runs: list[dict]) -> str:
+    """Each optimizer's losses, accuracy and seconds (printed after training)."""
+    lines = [f"{'optimizer':<10}{'train loss':>12}{'test loss':>12}{'test acc':>10}{'seconds':>9}"]
+    for r in runs:
+        lines.append(
+            f"{r['optimizer']:<10}{r['train_loss']:>12.4f}{r['test_loss']:>12.4f}"
+            f"{r['test_accuracy']:>10.4f}{r['seconds']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def printout(saved: dict) -> str:
+    """Everything the quickstart prints, from what it saves (``DIR/quickstart.json``)."""
+    return header(saved) + "\n" + table(saved["runs"])
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="full-batch steps per optimizer")
@@ -103,24 +127,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None):
     args = parse_args(argv)
     data = load_data(args.seed)
-    print(f"digits: {data[0][0].shape[0]} train / {data[1][0].shape[0]} test images, 8x8")
-    print(setup_line(args))
-    results = [
+    saved = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "c2": args.c2,
+        "seed": args.seed,
+        "train_images": int(data[0][0].shape[0]),
+        "test_images": int(data[1][0].shape[0]),
+    }
+    print(header(saved), flush=True)
+    saved["runs"] = [
         train("adam", optax.adam(args.lr), args, data),
         train("ladam", ladam_optax.ladam(args.lr, c2=args.c2), args, data),
     ]
-    print(f"{'optimizer':<10}{'train loss':>12}{'test loss':>12}{'test acc':>10}{'seconds':>9}")
-    for r in results:
-        print(
-            f"{r['optimizer']:<10}{r['train_loss']:>12.4f}{r['test_loss']:>12.4f}"
-            f"{r['test_accuracy']:>10.4f}{r['seconds']:>9.1f}"
-        )
+    print(table(saved["runs"]))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "quickstart.json").write_text(
-            json.dumps(vars(args) | {"runs": results}, default=str, indent=2)
-        )
-    return results
+        (args.out / "quickstart.json").write_text(json.dumps(saved, indent=2))
+    return saved["runs"]
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
-"""The result tables of README.md and docs/evidence.md, generated from the committed runs.
+"""The result tables of README.md and docs/, generated from the committed runs.
 
     python examples/report.py            # print every table
-    python examples/report.py --write    # write them into README.md and docs/evidence.md
+    python examples/report.py --write    # write them into README.md and docs/
     python examples/report.py --check    # exit 1 where a file's table differs from the runs
 
-The tables come from ``examples/results/c2_sweep/runs.jsonl`` (``c2_sweep.py``'s analysis), its
-``drift.json`` (``c2_sweep.py --drift``),
-``examples/results/pinn_wave/runs.jsonl`` (``pinn_wave.py``'s, the full setting: 5000 steps,
-2000 interior points) and ``examples/results/transformer_digits/results.json``
-(``transformer_digits.py``'s). In a file, each table sits between the lines ``<!-- NAME -->`` and
-``<!-- /NAME -->``. Nothing is trained and nothing is written under ``examples/results``.
+The tables come from ``examples/results/``: ``c2_sweep/runs.jsonl`` (``c2_sweep.py``'s
+analysis) and ``c2_sweep/drift.json`` (``c2_sweep.py --drift``), ``pinn_wave/runs.jsonl``
+(``pinn_wave.py``'s, the full setting: 5000 steps, 2000 interior points),
+``transformer_digits/results.json`` (``transformer_digits.py``'s) and the quickstart's output
+from ``quickstart/quickstart.json`` (``quickstart.py --out``). In a file, each table sits
+between the lines ``<!-- NAME -->`` and ``<!-- /NAME -->``. Nothing is trained and nothing is
+written under ``examples/results``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import c2_sweep
 import pinn_wave
+import quickstart
 import transformer_digits
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "examples" / "results"
 # Which tables each file shows.
 FILES = {
-    "README.md": ("pinn",),
+    "README.md": ("quickstart", "pinn"),
     "docs/evidence.md": ("pinn", "pinn-runs", "transformer", "c2-sweep-tasks"),
     "docs/choosing_c2.md": ("c2-sweep", "c2-drift"),
 }
@@ -56,11 +58,13 @@ def tables() -> dict[str, str]:
         )
     }
     transformer = json.loads((RESULTS / "transformer_digits" / "results.json").read_text())
+    started = json.loads((RESULTS / "quickstart" / "quickstart.json").read_text())
     return (
         c2_sweep.report_tables(sweep)
         | drift
         | pinn_wave.report_tables(pinn)
         | {"transformer": transformer_digits.report_table(transformer)}
+        | {"quickstart": f"```text\n{quickstart.printout(started)}\n```"}
     )
 
 
