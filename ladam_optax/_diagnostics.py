@@ -61,7 +61,10 @@ def _update(tx, opt_state, grads, params, extra_args, without: str | None):
 def _smoothing_states(opt_state: Any) -> int:
     """How many of this package's stateful transformations ``opt_state`` holds, wherever a
     wrapper (chain, partition, inject_hyperparams, MultiSteps, ...) keeps them."""
-    is_state = lambda x: isinstance(x, _SMOOTHING_STATES)  # noqa: E731
+
+    def is_state(x: Any) -> bool:
+        return isinstance(x, _SMOOTHING_STATES)
+
     return sum(map(is_state, jax.tree.leaves(opt_state, is_leaf=is_state)))
 
 
