@@ -90,16 +90,6 @@ def test_guide_sessions_print_what_they_show(page):
     assert runner.summarize(verbose=False).failed == 0
 
 
-def _marked(text: str, name: str) -> str:
-    return re.search(rf"<!-- {name} -->\n(.*?)<!-- /{name} -->", text, flags=re.DOTALL).group(1)
-
-
-def test_choosing_c2_shows_the_readmes_measured_table():
-    # The README's table is generated from the committed runs (examples/report.py).
-    readme = (REPO / "README.md").read_text()
-    assert _marked((DOCS / "choosing_c2.md").read_text(), "c2-sweep") == _marked(readme, "c2-sweep")
-
-
 BUILD = DOCS / "_build"
 
 
