@@ -8,9 +8,10 @@ The tables come from ``examples/results/``: ``c2_sweep/runs.jsonl`` (``c2_sweep.
 analysis) and ``c2_sweep/drift.json`` (``c2_sweep.py --drift``), ``pinn_wave/runs.jsonl``
 (``pinn_wave.py``'s, the full setting: 5000 steps, 2000 interior points),
 ``transformer_digits/results.json`` (``transformer_digits.py``'s) and the quickstart's output
-from ``quickstart/quickstart.json`` (``quickstart.py --out``). In a file, each table sits
-between the lines ``<!-- NAME -->`` and ``<!-- /NAME -->``. Nothing is trained and nothing is
-written under ``examples/results``.
+from ``quickstart/quickstart.json`` (``quickstart.py --out``); the README's performance table
+from ``benchmarks/results/`` (:func:`performance_table`). In a file, each table sits between
+the lines ``<!-- NAME -->`` and ``<!-- /NAME -->``. Nothing is trained or measured, and nothing
+is written under ``examples/results`` or ``benchmarks/results``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "examples" / "results"
 # Which tables each file shows.
 FILES = {
-    "README.md": ("quickstart", "pinn"),
+    "README.md": ("quickstart", "pinn", "performance"),
     "docs/evidence.md": ("pinn", "pinn-runs", "transformer", "c2-sweep-tasks"),
     "docs/choosing_c2.md": ("c2-sweep", "c2-drift"),
 }
@@ -65,7 +66,81 @@ def tables() -> dict[str, str]:
         | pinn_wave.report_tables(pinn)
         | {"transformer": transformer_digits.report_table(transformer)}
         | {"quickstart": f"```text\n{quickstart.printout(started)}\n```"}
+        | {"performance": performance_table()}
     )
+
+
+def performance_table() -> str:
+    """The README's performance table, from the benchmarks' committed results
+    (``benchmarks/results/``: ``optimizer_step.py``'s ``results.json``, ``folds.json``,
+    ``train_step.json``, ``sharded_step.json`` and, once an accelerator has run
+    ``accelerator_check.sh``, ``accelerator/accelerator_check.json``)."""
+    results = REPO / "benchmarks" / "results"
+    step, folds, train, sharded = (
+        json.loads((results / f"{name}.json").read_text())
+        for name in ("results", "folds", "train_step", "sharded_step")
+    )
+    tree = next(row for row in step["tree"] if row["config"] == "ladam[slices]")
+    memory = step["memory"]
+    same_state = memory["ladam"]["state_bytes"] == memory["adam"]["state_bytes"]
+    layouts = sharded["layouts"]
+
+    def spread(layout: str) -> str:
+        ratios = sorted(layouts[f"{layout}_{axes}"]["ratio_to_adam"]["ratio"] for axes in AXES)
+        return "-".join(f"{r:.2f}" for r in ratios) + "x"
+
+    header = (
+        f"{step['machine']['cpu_count']} CPU cores, jax {step['machine']['jax']}, medians of "
+        f"{step['reps']} interleaved steps ({sharded['reps']} on 8 devices); commands and details "
+        "in [docs/performance.md](docs/performance.md):"
+    )
+    rows = [
+        (
+            f"update, {tree['params'] / 1e6:.2f}M-parameter transformer-like tree: `ladam` / "
+            "`optax.adam`",
+            f"{tree['ratio']:.2f}x (`optimizer_step.py`)",
+        ),
+        (
+            "update, same tree: PyTorch `ladam` 0.2.0 / `ladam`",
+            f"{tree['speedup_vs_torch']:.1f}x faster than the reference",
+        ),
+        (
+            "update with `fold=torch_folds` / without: that tree; a "
+            f"{folds['trees']['cnn']['params'] / 1e6:.1f}M all-conv tree",
+            f"{folds['trees']['transformer']['ratio']:.2f}x; "
+            f"{folds['trees']['cnn']['ratio']:.2f}x (`folds.py`)",
+        ),
+        (
+            "whole train step `ladam` / `adam`: PINN; small transformer",
+            "; ".join(f"{row['ratio']:.2f}x" for row in train["rows"]) + " (`train_step.py`)",
+        ),
+        (
+            "first compile of the update: `ladam` / `optax.adam`",
+            f"{step['compile']['ladam']['ratio']:.2f}x",
+        ),
+        (
+            f"update on 8 simulated devices, {sharded['parameters'] / 1e6:.1f}M params: data "
+            "parallel; FSDP; tensor parallel; 2-D mixed (Auto and Explicit axes, no flag)",
+            "; ".join(spread(layout) for layout in ("dp", "fsdp", "tp", "mixed"))
+            + ", halo exchanges only (`sharded_step.py`, [docs/multi_device.md]"
+            "(docs/multi_device.md))",
+        ),
+        (
+            "persistent optimizer state",
+            "exactly `optax.adam`'s" if same_state else "larger than `optax.adam`'s",
+        ),
+        (
+            "GPU / TPU",
+            "measured: [docs/performance.md](docs/performance.md)"
+            if (results / "accelerator" / "accelerator_check.json").exists()
+            else "not yet measured",
+        ),
+    ]
+    table = ["| measured | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return header + "\n\n" + "\n".join(table)
+
+
+AXES = ("auto", "explicit")  # the mesh axis types sharded_step.py measures each layout on
 
 
 def _pattern(name: str) -> re.Pattern:
