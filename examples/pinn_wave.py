@@ -227,6 +227,8 @@ def summarize(runs: list[dict]) -> dict:
     groups: dict = {}
     for run in runs:
         groups.setdefault(configuration(run), []).append(run)
+    per_seed = {c: {r["seed"]: r["l2_error"] for r in g} for c, g in groups.items()}
+    adam = per_seed.get(ADAM, {})
     rows = []
     for config in sorted(groups, key=_order):
         group = sorted(groups[config], key=lambda r: r["seed"])
@@ -247,15 +249,12 @@ def summarize(runs: list[dict]) -> dict:
                 "worst": [[r["seed"], r["l2_error"]] for r in worst],
             }
         )
-    per_seed = {c: {r["seed"]: r["l2_error"] for r in g} for c, g in groups.items()}
-    # Each configuration's mean against Adam's on the seeds both ran (relative change).
-    for config, row in zip(sorted(groups, key=_order), rows, strict=True):
-        shared = sorted(set(per_seed[config]) & set(per_seed.get(ADAM, {})))
-        if config == ADAM or not shared:
-            continue
-        adam_mean = np.mean([per_seed[ADAM][s] for s in shared])
-        mean = np.mean([per_seed[config][s] for s in shared])
-        row["vs_adam"] = {"seeds": len(shared), "relative": float(mean / adam_mean - 1)}
+        # The mean against Adam's on the seeds both ran (relative change).
+        shared = sorted(set(per_seed[config]) & set(adam))
+        if config != ADAM and shared:
+            mean = np.mean([per_seed[config][s] for s in shared])
+            relative = float(mean / np.mean([adam[s] for s in shared]) - 1)
+            rows[-1]["vs_adam"] = {"seeds": len(shared), "relative": relative}
     pairs = {
         name: (per_seed[a], per_seed[b])
         for name, (a, b) in COMPARISONS.items()

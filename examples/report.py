@@ -37,6 +37,7 @@ FILES = {
     "docs/choosing_c2.md": ("c2-sweep", "c2-drift"),
 }
 PINN_SETTING = (5000, 2000, pinn_wave.CURVE_EVERY)  # steps, interior points, evaluation period
+AXES = ("auto", "explicit")  # the mesh axis types sharded_step.py measures each layout on
 
 
 def tables() -> dict[str, str]:
@@ -138,9 +139,6 @@ def performance_table() -> str:
     ]
     table = ["| measured | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     return header + "\n\n" + "\n".join(table)
-
-
-AXES = ("auto", "explicit")  # the mesh axis types sharded_step.py measures each layout on
 
 
 def _pattern(name: str) -> re.Pattern:
