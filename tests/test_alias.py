@@ -327,12 +327,18 @@ def test_init_accepts_abstract_params(name):
         assert (a.shape, a.dtype) == (c.shape, c.dtype)
 
 
+DECAY_MASK = {"w": True, "b": False, "k": True, "s": False}
+
 # c2 = 0 must reproduce the plain optimizer, with the PyTorch eps conventions spelled out.
 PLAIN_EQUIVALENTS = [
     (ladam_optax.ladam(1e-2, c2=0.0), optax.adam(1e-2)),
     (ladam_optax.ladam(1e-2, c2=0.0, mode="update_lap"), optax.adam(1e-2)),
     (ladam_optax.ladam(1e-2, c2=0.0, mode="weight_lap"), optax.adam(1e-2)),
     (ladam_optax.ladamw(1e-2, c2=0.0, weight_decay=0.1), optax.adamw(1e-2, weight_decay=0.1)),
+    (
+        ladam_optax.ladamw(1e-2, c2=0.0, weight_decay=0.1, mask=DECAY_MASK),
+        optax.adamw(1e-2, weight_decay=0.1, mask=DECAY_MASK),
+    ),
     (
         ladam_optax.ladam(1e-2, c2=0.0, weight_decay=0.1),
         optax.chain(optax.add_decayed_weights(0.1), optax.adam(1e-2)),
@@ -541,3 +547,77 @@ def test_laplacian_impls_give_the_same_updates(name):
     got, _ = _run(build(name, laplacian_impl="auto"))
     expected, _ = _run(build(name, laplacian_impl="conv"))
     _assert_trees_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def _eager_updates(tx, params, grads):
+    """The updates of each step of ``tx`` on the gradients ``grads``, not jitted (on trees this
+    small running op by op costs less than compiling)."""
+    state, history = tx.init(params), []
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        history.append(updates)
+    return history
+
+
+# 9 and 8 elements, both with a nonzero Laplacian; 9 is not the default min_spatial_size, so a
+# link built with the default instead of the alias's value is seen too.
+GATE_SHAPES = {"at": (3, 3), "below": (8,)}
+# One optimizer per transformation that gates: scale_by_ladam, add_weight_diffusion, the wave's
+# leapfrog, and the step LAdaGrad and LRMSProp share.
+GATE_CASES = ["ladam", "ladam_weight_lap", "wave_ladam", "ladagrad"]
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["static", "traced"])
+@pytest.mark.parametrize("name", GATE_CASES)
+def test_a_leaf_of_exactly_min_spatial_size_elements_is_smoothed(name, traced):
+    factory, kwargs = OPTIMIZERS_UNDER_TEST[name]
+    kwargs = {**kwargs, "min_spatial_size": 9}
+    # inject_hyperparams without static_args traces min_spatial_size (and c2): the traced gate.
+    tx = optax.inject_hyperparams(factory)(**kwargs) if traced else factory(**kwargs)
+    params = jax.tree.map(jnp.asarray, random_tree(GATE_SHAPES, 0))
+    grads = [jax.tree.map(jnp.asarray, random_tree(GATE_SHAPES, seed)) for seed in (1, 2)]
+    got = _eager_updates(tx, params, grads)[-1]
+    smoothed = _eager_updates(build(name, min_spatial_size=0), params, grads)[-1]
+    plain = _eager_updates(build(name, c2=0.0), params, grads)[-1]
+    for leaf in GATE_SHAPES:  # the smoothing moves both leaves' steps
+        assert not np.allclose(np.asarray(smoothed[leaf]), np.asarray(plain[leaf]), rtol=1e-3)
+    _assert_trees_close(got["at"], smoothed["at"], rtol=3e-5, atol=1e-7)
+    _assert_trees_close(got["below"], plain["below"], rtol=3e-5, atol=1e-7)
+
+
+def test_a_traced_c2_of_zero_is_adam_without_the_variance_floor():
+    """At c2 = 0 the smoothed variance's eps floor is off, traced or static. With gradients of
+    ~1e-5, v_hat ~ 1e-10 lies below eps = 1e-8, where the floor would shrink the step ~10x."""
+    params = _tree(0)
+    grads = [jax.tree.map(lambda g: 1e-5 * g, _tree(1))]
+    traced = _eager_updates(
+        optax.inject_hyperparams(ladam_optax.ladam)(learning_rate=1e-2, c2=0.0), params, grads
+    )
+    static = _eager_updates(ladam_optax.ladam(1e-2, c2=0.0), params, grads)
+    adam = _eager_updates(optax.adam(1e-2), params, grads)
+    floored = _eager_updates(ladam_optax.ladam(1e-2, c2=1e-30), params, grads)  # floor on
+    assert not np.allclose(np.asarray(floored[-1]["w"]), np.asarray(adam[-1]["w"]), rtol=0.5)
+    _assert_trees_close(static, adam, rtol=3e-5, atol=1e-7)
+    _assert_trees_close(traced, adam, rtol=3e-5, atol=1e-7)
+
+
+def test_wave_ladamw_mask_leaves_the_masked_leaves_undecayed():
+    """ladamw's mask is checked against optax.adamw's (PLAIN_EQUIVALENTS); the wave variance has
+    no optax twin: a masked leaf steps as without decay, an unmasked one as with it."""
+    params = _tree(0)
+    grads = [_tree(seed) for seed in (1, 2)]
+
+    def run(**kwargs):
+        tx = ladam_optax.wave_ladamw(1e-2, c2=0.1, wave_dt=0.2, **kwargs)
+        return _eager_updates(tx, params, grads)[-1]
+
+    masked, decayed, undecayed = (
+        run(weight_decay=0.5, mask=DECAY_MASK),
+        run(weight_decay=0.5),
+        run(weight_decay=0.0),
+    )
+    for leaf, decays in DECAY_MASK.items():
+        assert not np.allclose(np.asarray(decayed[leaf]), np.asarray(undecayed[leaf]))
+        expected = decayed if decays else undecayed
+        np.testing.assert_allclose(np.asarray(masked[leaf]), np.asarray(expected[leaf]), rtol=1e-6)
