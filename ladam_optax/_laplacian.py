@@ -19,23 +19,17 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ladam_optax import _checks
+from ladam_optax import _checks, _partitioned
 
 STENCILS = ("5point", "9point")
 IMPLEMENTATIONS = ("auto", "conv")
-
-_KERNELS_2D = {
-    "9point": np.array([[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]]) / 6.0,
-    "5point": np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]),
-}
-_KERNEL_1D = np.array([1.0, -2.0, 1.0])
 
 
 def check_stencil(stencil: str) -> str:
@@ -55,10 +49,15 @@ class Fold(NamedTuple):
 
     The field is the leaf transposed to ``rows + cols`` and reshaped to
     ``(prod(rows), prod(cols))``, each group flattened in the order given (row-major, as
-    ``reshape`` does). ``cols=()`` makes the leaf a periodic line of its ``rows`` axes. Together
-    the two groups must be a permutation of the leaf's axes (negative axes count from the end).
-    The zero rules apply to the folded field: a side below 3, or a line below 4 elements, gives
-    a zero Laplacian.
+    ``reshape`` does). ``cols=()`` makes the leaf a periodic line of its ``rows`` axes.
+    ``batch`` names axes whose every index is a field of its own: a stacked leaf
+    ``(layers, in, out)`` (``nn.scan``, ``nnx.vmap``, a MaxText decoder) with ``batch=(0,)`` is
+    smoothed as ``layers`` separate ``(in, out)`` fields, as the same layers unrolled into
+    separate leaves are (:func:`ladam_optax.stacked` builds such folds from the path of the
+    stack). Together the three groups must name each of the leaf's axes once (negative axes count
+    from the end). The zero rules apply to the folded field of one slice: a side below 3, or a
+    line below 4 elements, gives a zero Laplacian; ``min_spatial_size`` counts the elements of
+    one slice.
 
     The PyTorch ``ladam`` package's rule, used for every leaf without a fold, is
     ``Fold(rows=(0,), cols=(1, ..., ndim - 1))`` (a 1-D leaf: ``Fold(rows=(0,), cols=())``).
@@ -66,15 +65,24 @@ class Fold(NamedTuple):
     Attributes:
       rows: the axes flattened into the field's rows.
       cols: the axes flattened into the field's columns; ``()`` for a periodic line.
+      batch: the axes along which the leaf is a stack of independent fields; ``()`` (the
+        default) for one field.
 
     Examples:
       >>> from ladam_optax import Fold
       >>> Fold(rows=(3,), cols=(2, 0, 1))  # a Flax conv kernel as PyTorch's (out, in, kh, kw)
       Fold(rows=(3,), cols=(2, 0, 1))
+      >>> Fold(rows=(1,), cols=(2,), batch=(0,))  # 12 stacked Dense kernels (12, in, out)
+      Fold(rows=(1,), cols=(2,), batch=(0,))
     """
 
     rows: tuple[int, ...]
     cols: tuple[int, ...]
+    batch: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        batch = f", batch={self.batch!r}" if self.batch else ""
+        return f"Fold(rows={self.rows!r}, cols={self.cols!r}{batch})"
 
 
 def default_fold(ndim: int) -> Fold:
@@ -84,41 +92,70 @@ def default_fold(ndim: int) -> Fold:
     return Fold((0,), tuple(range(1, ndim)))
 
 
+def _axes(name: str, group: Any, ndim: int, fold: Any, at: str) -> tuple[int, ...]:
+    """One group of a fold as non-negative axes; raises for what is not a tuple of ints in
+    range."""
+    if isinstance(group, numbers.Integral) and not isinstance(group, bool):
+        group = (group,)
+    if not isinstance(group, tuple | list) or not all(
+        isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in group
+    ):
+        raise TypeError(f"Fold.{name} must be a tuple of ints{at}, got {group!r}")
+    axes = tuple(int(a) for a in group)
+    if any(not -ndim <= a < ndim for a in axes):
+        raise ValueError(f"{fold} names an axis out of range for a {ndim}-D leaf{at}")
+    return tuple(a % ndim for a in axes)
+
+
 def check_fold(fold: Fold | None, ndim: int, where: str = "") -> Fold:
     """``fold`` normalised for a leaf with ``ndim`` axes (non-negative axes, tuples of ints).
 
     ``None`` gives :func:`default_fold`. Raises ``TypeError`` for what is not a :class:`Fold`
-    and ``ValueError`` for one that is not a permutation of the leaf's axes; ``where`` (e.g. a
-    leaf's path) is named in the message.
+    and ``ValueError`` for one whose groups do not name each of the leaf's axes once (a batch
+    axis that is also a row or column axis among them); ``where`` (e.g. a leaf's path) is named
+    in the message.
     """
     if fold is None:
         return default_fold(ndim)
     at = f" for the leaf at {where}" if where else ""
     if not isinstance(fold, Fold):
         raise TypeError(f"a fold must be a ladam_optax.Fold or None{at}, got {fold!r}")
-    groups = []
-    for name, group in (("rows", fold.rows), ("cols", fold.cols)):
-        if isinstance(group, numbers.Integral):
-            group = (group,)
-        if not isinstance(group, tuple | list) or not all(
-            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in group
-        ):
-            raise TypeError(f"Fold.{name} must be a tuple of ints{at}, got {group!r}")
-        axes = tuple(int(a) for a in group)
-        if any(not -ndim <= a < ndim for a in axes):
-            raise ValueError(f"{fold} names an axis out of range for a {ndim}-D leaf{at}")
-        groups.append(tuple(a % ndim for a in axes))
-    rows, cols = groups
-    if sorted(rows + cols) != list(range(ndim)):
+    rows, cols, batch = (
+        _axes(name, group, ndim, fold, at)
+        for name, group in (("rows", fold.rows), ("cols", fold.cols), ("batch", fold.batch))
+    )
+    if set(batch) & set(rows + cols):
         raise ValueError(
-            f"{fold} is not a permutation of the axes of a {ndim}-D leaf{at}: rows and cols "
-            f"together must name each of the axes 0..{ndim - 1} once"
+            f"{fold} names axis {sorted(set(batch) & set(rows + cols))[0]} as a batch axis and "
+            f"as a row or column axis{at}: a batch axis indexes separate fields, so it cannot "
+            "also be inside one"
         )
-    return Fold(rows, cols)
+    if sorted(batch + rows + cols) != list(range(ndim)):
+        raise ValueError(
+            f"{fold} is not a permutation of the axes of a {ndim}-D leaf{at}: rows, cols and "
+            f"batch together must name each of the axes 0..{ndim - 1} once"
+        )
+    return Fold(rows, cols, batch)
+
+
+def slice_size(shape: tuple[int, ...], fold: Fold | None) -> int:
+    """The number of elements of one field of a leaf of ``shape``: the whole leaf, or one slice
+    along ``fold.batch`` (what the zero rules and ``min_spatial_size`` count)."""
+    if fold is None or not fold.batch:
+        return math.prod(shape)
+    return math.prod(n for a, n in enumerate(shape) if a not in fold.batch)
+
+
+def batch_shape(shape: tuple[int, ...], fold: Fold | None) -> tuple[int, ...]:
+    """``shape`` with every axis that is not a batch axis of ``fold`` set to 1: the shape of a
+    per-field statistic that broadcasts against the leaf; ``()`` for a leaf of one field."""
+    if fold is None or not fold.batch:
+        return ()
+    return tuple(n if a in fold.batch else 1 for a, n in enumerate(shape))
 
 
 def _field_shape(shape: tuple[int, ...], fold: Fold) -> tuple[int, ...]:
-    """The shape of the field before the zero rules: 1-D for ``cols=()``, else 2-D."""
+    """The shape of one slice's field before the zero rules: 1-D for ``cols=()``, else 2-D."""
     rows = math.prod(shape[a] for a in fold.rows)
     if not fold.cols:
         return (rows,)
@@ -126,7 +163,8 @@ def _field_shape(shape: tuple[int, ...], fold: Fold) -> tuple[int, ...]:
 
 
 def folded_shape(shape: tuple[int, ...], fold: Fold | None = None) -> tuple[int, ...] | None:
-    """The 1-D or 2-D field a leaf of ``shape`` is smoothed as, or ``None`` if its Laplacian is 0.
+    """The 1-D or 2-D field each slice of a leaf of ``shape`` is smoothed as (the whole leaf
+    without batch axes), or ``None`` if its Laplacian is 0.
 
     Decided from the static shape and ``fold`` (a checked :class:`Fold`, or ``None`` for the
     reference's rule): a line of ``n >= 4`` elements, or a 2-D field whose sides are both at
@@ -140,186 +178,6 @@ def folded_shape(shape: tuple[int, ...], fold: Fold | None = None) -> tuple[int,
     if len(field) == 1:
         return field if field[0] >= 4 else None
     return field if min(field) >= 3 else None
-
-
-# Corner and edge weights of each stencil, before its overall scale.
-_WEIGHTS = {"9point": (1.0, 4.0, 6.0), "5point": (0.0, 1.0, 1.0)}
-
-
-def _shifted(field: jax.Array, offsets: tuple[int, ...]) -> jax.Array:
-    """``field[i + offsets]`` with zeros where that falls outside, as ``pad(slice(field))``.
-
-    One small pad per tap, rather than taps sliced from one padded copy: XLA fuses these into
-    the consumer's loop, where it would materialise a shared padded copy as a temporary.
-    """
-    start = tuple(max(o, 0) for o in offsets)
-    stop = tuple(n + min(o, 0) for n, o in zip(field.shape, offsets, strict=True))
-    config = [(max(-o, 0), max(o, 0), 0) for o in offsets]
-    return lax.pad(lax.slice(field, start, stop), np.zeros((), field.dtype), config)
-
-
-def _along(axis: int, ndim: int, offset: int) -> tuple[int, ...]:
-    return tuple(offset if a == axis else 0 for a in range(ndim))
-
-
-def _neighbours(x: jax.Array, axis: int) -> jax.Array:
-    """``x[i - 1] + x[i + 1]`` along ``axis``, with zeros outside ``x``."""
-    return lax.add(_shifted(x, _along(axis, x.ndim, -1)), _shifted(x, _along(axis, x.ndim, 1)))
-
-
-def _scaled(x: jax.Array, weight: float) -> jax.Array:
-    """``weight * x``; no op for a unit weight (fewer ops to trace, lower and compile)."""
-    return x if weight == 1.0 else lax.mul(x, np.array(weight, x.dtype))
-
-
-def _across(x: jax.Array, axis: int) -> jax.Array:
-    """What the first and the last slab along ``axis`` see across the wrap: ``(x[-1], x[0])``
-    stacked along ``axis`` (one strided slice, reversed)."""
-    n = x.shape[axis]
-    strides = tuple(n - 1 if a == axis else 1 for a in range(x.ndim))
-    return lax.rev(lax.slice(x, (0,) * x.ndim, x.shape, strides), (axis,))
-
-
-def _periodic_neighbours(x: jax.Array) -> jax.Array:
-    """``x[:, j - 1] + x[:, j + 1]`` with wrap-around, for a ``(k, n)`` array: the zero-padded
-    neighbours plus the two ends across the wrap, placed by one interior-padded ``pad``."""
-    n = x.shape[1]
-    ends = lax.pad(_across(x, 1), np.zeros((), x.dtype), [(0, 0, 0), (0, 0, n - 2)])
-    return lax.add(_neighbours(x, 1), ends)
-
-
-def _edge_lines(field: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
-    """The first and last lines of ``field`` along ``axis`` (its rows for ``axis=0``, its
-    columns for ``axis=1``), and the lines just inside them, each pair laid out as a ``(2, n)``
-    array (columns transposed): two strided slices."""
-    size = field.shape[axis]
-
-    def lines(start: int, stop: int, stride: int) -> jax.Array:
-        limits = [(0, n, 1) for n in field.shape]
-        limits[axis] = (start, stop, stride)
-        picked = lax.slice(field, *zip(*limits, strict=True))
-        return picked if axis == 0 else lax.transpose(picked, (1, 0))
-
-    outer, inner = lines(0, size, size - 1), lines(1, size - 1, max(size - 3, 1))
-    if inner.shape[0] == 1:  # a side of 3: the middle row is next to both outer ones
-        inner = lax.broadcast_in_dim(inner, outer.shape, (0, 1))
-    return outer, inner
-
-
-def _edge_values(outer: jax.Array, inner: jax.Array, stencil: str) -> jax.Array:
-    """The periodic stencil (before its overall scale) along the first and last row of a
-    field, from its outer rows ``(row 0, row h-1)`` and the rows inside them
-    ``(row 1, row h-2)``: row 0 sees rows h-1 and 1 across, row h-1 sees rows h-2 and 0."""
-    corner, edge, _ = _WEIGHTS[stencil]
-    across = lax.add(lax.rev(outer, (0,)), inner)
-    along = lax.add(_scaled(across, corner), _scaled(outer, edge)) if corner else outer
-    total = lax.add(_scaled(across, edge), _periodic_neighbours(along))
-    return lax.sub(total, _scaled(outer, 4.0 * (corner + edge)))
-
-
-def _ring_values(field: jax.Array, stencil: str) -> jax.Array:
-    """The periodic stencil (before its overall scale) on the outer ring of the 2-D ``field``,
-    packed as ``[row 0 (w), row h-1 (w), column 0 (h), column w-1 (h)]``. O(h + w) work."""
-    rows = _edge_values(*_edge_lines(field, 0), stencil)
-    cols = _edge_values(*_edge_lines(field, 1), stencil)
-    return lax.concatenate([lax.reshape(rows, (rows.size,)), lax.reshape(cols, (cols.size,))], 0)
-
-
-def _laplacian_slices(field: jax.Array, stencil: str) -> jax.Array:
-    """The stencil's interior from plain slices of ``field``, its outer ring computed apart.
-
-    Every tap of the interior is a static ``slice`` of ``field`` itself, and one ``pad`` of
-    the interior's result (zeros on the ring) keeps the reads inside ``field``: the loop that
-    consumes it then masks all nine reads with the pad's one column bound, where taps that are
-    each zero-padded need a mask apiece, which made the loop compute-bound
-    (docs' performance notes). The ring's values (:func:`_ring_values`, O(h + w)) are computed
-    once into one small vector, kept out of the loop by ``optimization_barrier``, and put in
-    place by ``iota`` selects, rows over columns at the corners. Fused in instead, they would be
-    recomputed, with strided reads, for every element. Written with ``lax`` ops, which keeps
-    tracing the update cheap. Costs one small kernel and ``2 (h + w)`` elements of temporary
-    memory per leaf. A 1-D ``field`` needs no ring: its wrap is two more zero-padded taps,
-    ``x[n - 1]`` at 0 and ``x[0]`` at ``n - 1``.
-    """
-    if field.ndim == 1:
-        n = field.shape[0]
-        wrap = lax.add(_shifted(field, (n - 1,)), _shifted(field, (1 - n,)))
-        return lax.add(_neighbours(field, 0), lax.sub(wrap, _scaled(field, 2.0)))
-    rows, cols = field.shape
-    ring = lax.optimization_barrier(_ring_values(field, stencil))
-    ends = (cols, 2 * cols, 2 * cols + rows, 2 * (cols + rows))
-    top, bottom, left, right = (
-        lax.slice(ring, (start,), (end,)) for start, end in zip((0, *ends[:3]), ends, strict=True)
-    )
-    out = _zero_ring(_taps(field, stencil, (0, 1)))
-    for axis, first, last in ((1, left, right), (0, top, bottom)):  # rows last: the corners
-        index = lax.broadcasted_iota(np.int32, field.shape, axis)
-        for at, values in ((field.shape[axis] - 1, last), (0, first)):
-            spread = lax.broadcast_in_dim(values, field.shape, (1 - axis,))
-            out = lax.select(lax.eq(index, np.int32(at)), spread, out)
-    return _divided_by_scale(out, stencil)
-
-
-def _zero_ring(interior: jax.Array) -> jax.Array:
-    """``interior`` of a 2-D field inside a ring of zeros: ``(h - 2, w - 2)`` to ``(h, w)``."""
-    return lax.pad(interior, np.zeros((), interior.dtype), [(1, 1, 0), (1, 1, 0)])
-
-
-def _taps(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
-    """The stencil's weighted taps (before its overall scale) at every point of ``block`` that
-    has all its neighbours along ``axes`` (one axis: the line ``[1, -2, 1]``; two: the field's
-    rows and columns), each tap a static ``slice``: ``block`` shrinks by 2 along ``axes``."""
-
-    def tap(*offsets: int) -> jax.Array:
-        start, stop = [0] * block.ndim, list(block.shape)
-        for axis, offset in zip(axes, offsets, strict=True):
-            start[axis], stop[axis] = 1 + offset, block.shape[axis] - 1 + offset
-        return lax.slice(block, tuple(start), tuple(stop))
-
-    if len(axes) == 1:
-        return lax.sub(lax.add(tap(-1), tap(1)), _scaled(tap(0), 2.0))
-    corner, edge, _ = _WEIGHTS[stencil]
-    total = lax.add(lax.add(tap(-1, 0), tap(1, 0)), lax.add(tap(0, -1), tap(0, 1)))
-    if corner:
-        corners = lax.add(lax.add(tap(-1, -1), tap(-1, 1)), lax.add(tap(1, -1), tap(1, 1)))
-        total = lax.add(_scaled(corners, corner), _scaled(total, edge))
-    return lax.sub(total, _scaled(tap(0, 0), 4.0 * (corner + edge)))
-
-
-def stencil_taps(block: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
-    """:func:`_taps`, for the sharded forms (``_partitioned``)."""
-    return _taps(block, stencil, axes)
-
-
-def divided_by_scale(total: jax.Array, stencil: str, axes: tuple[int, ...]) -> jax.Array:
-    """``total`` from :func:`stencil_taps` over ``axes`` divided by the stencil's overall scale
-    (a line's stencil has none)."""
-    return total if len(axes) == 1 else _divided_by_scale(total, stencil)
-
-
-def _divided_by_scale(total: jax.Array, stencil: str) -> jax.Array:
-    """``total`` divided by the stencil's overall scale (6 for the 9-point stencil)."""
-    scale = _WEIGHTS[stencil][2]
-    return lax.div(total, np.array(scale, total.dtype)) if scale != 1.0 else total
-
-
-def _laplacian_conv(field: jax.Array, stencil: str) -> jax.Array:
-    """The reference's form: ``lax.conv_general_dilated`` on a wrap-padded copy."""
-    weights = _KERNEL_1D if field.ndim == 1 else _KERNELS_2D[stencil]
-    # Built from scalar literals: an array constant cannot be closed over by the op that
-    # partitions the stencil (custom_partitioning traces it without constants).
-    entries = [lax.full((1,), float(w), field.dtype) for w in weights.ravel()]
-    kernel = lax.reshape(lax.concatenate(entries, 0), (1, 1, *weights.shape))
-    out = lax.conv_general_dilated(
-        jnp.pad(field, 1, mode="wrap")[None, None],
-        kernel,
-        window_strides=(1,) * field.ndim,
-        padding="VALID",
-    )
-    return out[0, 0]
-
-
-# The local forms: the stencil on a field that is whole on one device. "auto" uses "slices".
-LOCAL_FORMS = {"slices": _laplacian_slices, "conv": _laplacian_conv}
 
 
 def laplacian(
@@ -396,21 +254,19 @@ def periodic_laplacian(
     """:func:`laplacian` without the checks, for use inside a traced update.
 
     ``stencil`` and ``impl`` must be valid and ``fold`` checked (:func:`check_fold`) or
-    ``None``. The field's axes are brought in order by a transpose (local to each shard), then
-    :func:`ladam_optax._partitioned.folded_laplacian` partitions the stencil. Jitted, so that an
-    update traces the stencil once per leaf shape, dtype, sharding and fold, however many leaves
-    share them (the blocks of a deep model do).
+    ``None``. The field's axes are brought in order (batch, rows, columns) by a transpose (local
+    to each shard), then :func:`ladam_optax._partitioned.folded_laplacian` partitions the
+    stencil. Jitted, so that an update traces the stencil once per leaf shape, dtype, sharding
+    and fold, however many leaves share them (the blocks of a deep model do).
     """
-    from ladam_optax import _partitioned  # it builds on this module's local forms
-
     if folded_shape(x.shape, fold) is None:
         return jnp.zeros_like(x)
     fold = fold or default_fold(x.ndim)
-    order = fold.rows + fold.cols
+    order = fold.batch + fold.rows + fold.cols
     moved = order != tuple(range(x.ndim))
     y = lax.transpose(x, order) if moved else x
     form = "conv" if impl == "conv" else "slices"
-    out = _partitioned.folded_laplacian(y, stencil, len(fold.rows), form)
+    out = _partitioned.folded_laplacian(y, stencil, len(fold.batch), len(fold.rows), form)
     if moved:
         out = lax.transpose(out, tuple(int(a) for a in np.argsort(order)))
     return out if out.dtype == x.dtype else out.astype(x.dtype)

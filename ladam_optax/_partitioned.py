@@ -1,6 +1,6 @@
 """The periodic Laplacian of a leaf that may be sharded: halo exchanges only, chosen per leaf.
 
-A leaf whose field is whole on every device gets the fast local form (``_laplacian``'s
+A leaf whose field is whole on every device gets the fast local form (``_stencil``'s
 ``"slices"``, or ``"conv"``). A leaf sharded over devices gets, on each shard, the same stencil on
 its block padded with one slab from each neighbouring shard (``lax.ppermute``): halos only, never a
 gather of the leaf. Who knows the sharding decides:
@@ -40,7 +40,7 @@ from jax.interpreters import mlir
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ladam_optax import _laplacian
+from ladam_optax import _stencil
 
 _EDGES_APART_FROM = 3  # the shortest run :func:`_edges_apart` handles
 
@@ -105,7 +105,7 @@ def _local(y: jax.Array, stencil: str, batch: int, rows: int, form: str) -> jax.
     field = (math.prod(shape[batch : batch + rows]),)
     if batch + rows < y.ndim:
         field += (math.prod(shape[batch + rows :]),)
-    compute = functools.partial(_laplacian.LOCAL_FORMS[form], stencil=stencil)
+    compute = functools.partial(_stencil.LOCAL_FORMS[form], stencil=stencil)
     if batch:
         out = jax.vmap(compute)(lax.reshape(y, (math.prod(shape[:batch]), *field)))
     else:
@@ -146,25 +146,47 @@ def _shard_number(group: _Group) -> jax.Array:
     return k
 
 
-def _exchange(first, last, axis: int, group: _Group, mesh_order: tuple[str, ...]):
-    """What lies just before and just after a block along ``axis`` (its group viewed as
-    ``(outer, run)`` at axes ``axis - 1, axis``), given the block's ``first`` and ``last`` slabs
-    there: its own wrap when the group is whole here, else the neighbouring shards' edge slabs.
+class _Run(NamedTuple):
+    """Where one group of the field lies in the halo body's view of a block: the axis along
+    which the stencil runs (``axis``) and the axes before it in the group (``outer``, a range),
+    over whose flattened index the run's ends wrap into the next."""
 
-    A run is contiguous in the flattened group, so a shard's neighbour across its run's end is the
-    next shard's run of the same outer index, except at the ends of the ring, where the flattened
-    wrap carries into the next outer index: those two shards roll what they receive by one.
+    axis: int
+    outer: tuple[int, int]
+
+
+def _carried(slab: jax.Array, outer: tuple[int, int], shift: int) -> jax.Array:
+    """``slab`` rolled by ``shift`` over its ``outer`` axes flattened (row-major): the slab the
+    neighbouring index of the flattened group sees across the run's end."""
+    start, stop = outer
+    shape = slab.shape
+    count = math.prod(shape[start:stop])
+    if count == 1:
+        return slab
+    merged = lax.reshape(slab, (*shape[:start], count, *shape[stop:]))
+    return lax.reshape(jnp.roll(merged, shift, start), shape)
+
+
+def _exchange(first, last, run: _Run, group: _Group, mesh_order: tuple[str, ...]):
+    """What lies just before and just after a block along ``run.axis``, given the block's
+    ``first`` and ``last`` slabs there: its own wrap when the group is whole here, else the
+    neighbouring shards' edge slabs.
+
+    A run is contiguous in the flattened group, so the neighbour across its end is the next
+    outer index's run: on this shard when the group is whole here, else the next shard's run of
+    the same outer index, except at the ends of the ring, where the flattened wrap carries into
+    the next outer index: those two shards roll what they receive by one.
     """
     if group.cut is None:
-        return last, first
+        return _carried(last, run.outer, 1), _carried(first, run.outer, -1)
     names, forward = _ring(group, mesh_order, 1)
     _, backward = _ring(group, mesh_order, -1)
     before = lax.ppermute(last, names, forward)  # the previous shard's last slab
     after = lax.ppermute(first, names, backward)  # the next shard's first slab
-    if first.shape[axis - 1] > 1:
+    if math.prod(first.shape[run.outer[0] : run.outer[1]]) > 1:
         k, count = _shard_number(group), math.prod(group.sizes)
-        before = jnp.where(k == 0, jnp.roll(before, 1, axis - 1), before)
-        after = jnp.where(k == count - 1, jnp.roll(after, -1, axis - 1), after)
+        before = jnp.where(k == 0, _carried(before, run.outer, 1), before)
+        after = jnp.where(k == count - 1, _carried(after, run.outer, -1), after)
     return before, after
 
 
@@ -172,13 +194,17 @@ def _lines(block: jax.Array, axis: int, start: int, stop: int) -> jax.Array:
     return lax.slice_in_dim(block, start, stop, axis=axis)
 
 
-def _padded(block: jax.Array, axis: int, group: _Group, mesh_order: tuple[str, ...]):
-    """``block`` with one slab added before and after along ``axis`` (:func:`_exchange`)."""
-    n = block.shape[axis]
-    before, after = _exchange(
-        _lines(block, axis, 0, 1), _lines(block, axis, n - 1, n), axis, group, mesh_order
-    )
-    return lax.concatenate([before, block, after], axis)
+def _ends(block: jax.Array, run: _Run, group: _Group, mesh_order: tuple[str, ...]):
+    """The slabs just before and just after ``block`` along its run (:func:`_exchange`)."""
+    n = block.shape[run.axis]
+    first, last = _lines(block, run.axis, 0, 1), _lines(block, run.axis, n - 1, n)
+    return _exchange(first, last, run, group, mesh_order)
+
+
+def _padded(block: jax.Array, run: _Run, group: _Group, mesh_order: tuple[str, ...]):
+    """``block`` with one slab added before and after along its run (:func:`_exchange`)."""
+    before, after = _ends(block, run, group, mesh_order)
+    return lax.concatenate([before, block, after], run.axis)
 
 
 def _placed(out: jax.Array, axis: int, first: jax.Array, last: jax.Array) -> jax.Array:
@@ -194,44 +220,24 @@ def _placed(out: jax.Array, axis: int, first: jax.Array, last: jax.Array) -> jax
     return out
 
 
-def _edges_apart(block, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
+def _edges_apart(block, stencil: str, plan: _Plan, runs: tuple[_Run, ...], mesh_order):
     """The stencil (before its overall scale) on a block of runs of at least 3: the interior
     from static slices of the block itself (zeros on its edges), the edges from thin strips
-    padded with the neighbours' slabs, computed once apart and selected in: the block is read
-    once, with no padded copy of it (the single-device ``"slices"`` form's idea)."""
-    taps = _laplacian.stencil_taps
-    rows, n_rows = 2, block.shape[2]
-    interior = taps(block, stencil, (rows,) if len(plan.groups) == 1 else (rows, 4))
-    out = lax.pad(
-        interior,
-        np.zeros((), block.dtype),
-        [(0, 0, 0), (0, 0, 0), (1, 1, 0)]
-        + ([(0, 0, 0), (1, 1, 0)] if len(plan.groups) == 2 else []),
-    )
-    if len(plan.groups) == 1:  # a line: each end sees one neighbouring element
-        before, after = _exchange(
-            _lines(block, rows, 0, 1),
-            _lines(block, rows, n_rows - 1, n_rows),
-            rows,
-            plan.groups[0],
-            mesh_order,
-        )
-        first = taps(lax.concatenate([before, _lines(block, rows, 0, 2)], rows), stencil, (rows,))
-        last = taps(
-            lax.concatenate([_lines(block, rows, n_rows - 2, n_rows), after], rows),
-            stencil,
-            (rows,),
-        )
-        first, last = lax.optimization_barrier((first, last))
-        return _placed(out, rows, first, last)
-    cols, n_cols = 4, block.shape[4]
-    left, right = _exchange(
-        _lines(block, cols, 0, 1),
-        _lines(block, cols, n_cols - 1, n_cols),
-        cols,
-        plan.groups[1],
-        mesh_order,
-    )
+    padded with the neighbours' slabs, then selected in: the block is read once, with no padded
+    copy of it (the single-device ``"slices"`` form's idea)."""
+    taps = _stencil.taps
+    axes = tuple(r.axis for r in runs)
+    rows, n_rows = axes[0], block.shape[axes[0]]
+    interior = taps(block, stencil, axes)
+    ring = [(1, 1, 0) if a in axes else (0, 0, 0) for a in range(block.ndim)]
+    out = lax.pad(interior, np.zeros((), block.dtype), ring)
+    if len(runs) == 1:  # a line: each end sees one neighbouring element
+        before, after = _ends(block, runs[0], plan.groups[0], mesh_order)
+        first = taps(lax.concatenate([before, _lines(block, rows, 0, 2)], rows), stencil, axes)
+        last = lax.concatenate([_lines(block, rows, n_rows - 2, n_rows), after], rows)
+        return _placed(out, rows, first, taps(last, stencil, axes))
+    cols, n_cols = axes[1], block.shape[axes[1]]
+    left, right = _ends(block, runs[1], plan.groups[1], mesh_order)
 
     def wide(start: int, stop: int) -> jax.Array:  # rows start:stop, padded with columns
         pieces = [_lines(x, rows, start, stop) for x in (left, block, right)]
@@ -241,49 +247,67 @@ def _edges_apart(block, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) 
     above, below = _exchange(
         _lines(top_two, rows, 0, 1),
         _lines(bottom_two, rows, 1, 2),
-        rows,
+        runs[0],
         plan.groups[0],
         mesh_order,
     )
 
     def tall(side: jax.Array, start: int, stop: int, first: bool) -> jax.Array:
+        """An outer column's stencil on the block's inner rows, zeros on its first and last
+        row: the corners come from the rows' strips, which are placed last."""
         strip = [side, _lines(block, cols, start, stop)]
         strip = lax.concatenate(strip if first else strip[::-1], cols)
-        ends = (start, start + 3) if first else (n_cols - 1, n_cols + 2)
-        return lax.concatenate(
-            [_lines(above, cols, *ends), strip, _lines(below, cols, *ends)], rows
-        )
+        inner = taps(strip, stencil, axes)
+        config = [(1, 1, 0) if a == rows else (0, 0, 0) for a in range(inner.ndim)]
+        return lax.pad(inner, np.zeros((), inner.dtype), config)
 
-    edges = (
-        taps(tall(left, 0, 2, True), stencil, (rows, cols)),
-        taps(tall(right, n_cols - 2, n_cols, False), stencil, (rows, cols)),
-        taps(lax.concatenate([above, top_two], rows), stencil, (rows, cols)),
-        taps(lax.concatenate([bottom_two, below], rows), stencil, (rows, cols)),
-    )
-    first_col, last_col, first_row, last_row = lax.optimization_barrier(edges)
-    out = _placed(out, cols, first_col, last_col)
+    out = _placed(out, cols, tall(left, 0, 2, True), tall(right, n_cols - 2, n_cols, False))
+    first_row = taps(lax.concatenate([above, top_two], rows), stencil, axes)
+    last_row = taps(lax.concatenate([bottom_two, below], rows), stencil, axes)
     return _placed(out, rows, first_row, last_row)  # rows last: the corners
 
 
-def _halo(y: jax.Array, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
-    """The per-shard body: each group viewed as ``(outer, run)`` (the axes before its sharded
-    axis, then the sharded axis and those after it), its edges completed with the neighbours'
-    slabs. Runs of at least 3: :func:`_edges_apart`. Thinner runs: the block padded with halos
-    (columns first, then the rows of the column-padded block, which carries the corners) and
-    the taps sliced from that copy."""
-    view = [math.prod(y.shape[: plan.groups[0].start])]
+def _view(shape: tuple[int, ...], plan: _Plan) -> tuple[tuple[int, ...], tuple[_Run, ...]]:
+    """The shape the halo body works on and each group's run in it.
+
+    A group's run starts at its sharded axis; a group whole on this shard runs along its last
+    axis, or along all its axes flattened where the last is shorter than 3. The run's axes are
+    flattened into one, every other axis is kept: where every run is one axis of the leaf (a
+    Dense kernel, a stack of them, an FSDP-sharded conv kernel), the view is the block itself
+    and the body reads it with no reshape, so XLA sees every read of the leaf for what it is.
+    (With a reshape in between, XLA's CPU backend could give a fused consumer that also reads
+    the leaf elementwise the leaf's own buffer for its output, while the fused stencil still
+    read the leaf through the reshaped view; the docs' performance notes.)"""
+    view = list(shape[: plan.groups[0].start])
+    runs = []
     for g in plan.groups:
-        cut = g.start if g.cut is None else g.cut
-        view += [math.prod(y.shape[g.start : cut]), math.prod(y.shape[cut : g.stop])]
-    block = lax.reshape(y, tuple(view))
-    axes = tuple(range(2, block.ndim, 2))
+        if g.cut is not None:
+            cut = g.cut
+        else:
+            cut = g.stop - 1 if shape[g.stop - 1] >= _EDGES_APART_FROM else g.start
+        outer = (len(view), len(view) + cut - g.start)
+        view += shape[g.start : cut]
+        runs.append(_Run(len(view), outer))
+        view.append(math.prod(shape[cut : g.stop]))
+    return tuple(view), tuple(runs)
+
+
+def _halo(y: jax.Array, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
+    """The per-shard body: the block in its view (:func:`_view`), its edges completed with the
+    neighbours' slabs. Runs of at least 3: :func:`_edges_apart`. Thinner runs: the block padded
+    with halos (columns first, then the rows of the column-padded block, which carries the
+    corners) and the taps sliced from that copy."""
+    view, runs = _view(y.shape, plan)
+    block = y if view == y.shape else lax.reshape(y, view)
+    axes = tuple(r.axis for r in runs)
     if min(block.shape[a] for a in axes) >= _EDGES_APART_FROM:
-        out = _edges_apart(block, stencil, plan, mesh_order)
+        out = _edges_apart(block, stencil, plan, runs, mesh_order)
     else:
-        for index in reversed(range(len(plan.groups))):
-            block = _padded(block, 2 + 2 * index, plan.groups[index], mesh_order)
-        out = _laplacian.stencil_taps(block, stencil, axes)
-    return lax.reshape(_laplacian.divided_by_scale(out, stencil, axes), y.shape)
+        for run, group in reversed(tuple(zip(runs, plan.groups, strict=True))):
+            block = _padded(block, run, group, mesh_order)
+        out = _stencil.taps(block, stencil, axes)
+    out = _stencil.divided_by_scale(out, stencil, axes)
+    return out if view == y.shape else lax.reshape(out, y.shape)
 
 
 # Auto axes: the compiler's sharding, planned at compile time.
@@ -370,18 +394,18 @@ def _batchable(stencil: str, batch: int, rows: int, form: str):
     return op
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _planned(y: jax.Array, stencil: str, rows: int, form: str) -> jax.Array:
-    return _batchable(stencil, 0, rows, form)(y)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _planned(y: jax.Array, stencil: str, batch: int, rows: int, form: str) -> jax.Array:
+    return _batchable(stencil, batch, rows, form)(y)
 
 
-def _planned_fwd(y, stencil, rows, form):
-    return _planned(y, stencil, rows, form), None
+def _planned_fwd(y, stencil, batch, rows, form):
+    return _planned(y, stencil, batch, rows, form), None
 
 
-def _planned_bwd(stencil, rows, form, residual, cotangent):
+def _planned_bwd(stencil, batch, rows, form, residual, cotangent):
     del residual  # linear and self-adjoint: the stencils are symmetric
-    return (_planned(cotangent, stencil, rows, form),)
+    return (_planned(cotangent, stencil, batch, rows, form),)
 
 
 _planned.defvjp(_planned_fwd, _planned_bwd)
@@ -408,16 +432,18 @@ def _explicit_mesh(y: jax.Array) -> tuple[Any, Any, bool] | None:
     return mesh, sharding.spec, bool(named & explicit)
 
 
-def folded_laplacian(y: jax.Array, stencil: str, rows: int, form: str) -> jax.Array:
-    """The stencil on ``y`` whose first ``rows`` axes are the field's rows and the rest its
-    columns, partitioned with halo exchanges wherever ``y`` is sharded (module docstring)."""
+def folded_laplacian(y: jax.Array, stencil: str, batch: int, rows: int, form: str) -> jax.Array:
+    """The stencil on every field of ``y``: its first ``batch`` axes index separate fields, the
+    next ``rows`` axes are a field's rows and the rest its columns; partitioned with halo
+    exchanges wherever a field is sharded, with no collective where only batch axes are
+    (module docstring)."""
     explicit = _explicit_mesh(y)
     if explicit is None:
-        return _planned(y, stencil, rows, form)
+        return _planned(y, stencil, batch, rows, form)
     mesh, spec, sharded = explicit
     if not sharded:  # Explicit axes, replicated leaf: whole on every device
-        return _local(y, stencil, 0, rows, form)
-    plan = _plan(dict(mesh.shape), y.shape, spec, 0, rows)
+        return _local(y, stencil, batch, rows, form)
+    plan = _plan(dict(mesh.shape), y.shape, spec, batch, rows)
     moved = tuple(plan.spec) != tuple(spec) + (None,) * (y.ndim - len(tuple(spec)))
     z = jax.sharding.reshard(y, plan.spec) if moved else y
     if plan.halos:
@@ -425,6 +451,6 @@ def folded_laplacian(y: jax.Array, stencil: str, rows: int, form: str) -> jax.Ar
             _halo, stencil=stencil, plan=plan, mesh_order=tuple(mesh.axis_names)
         )
     else:
-        body = functools.partial(_local, stencil=stencil, batch=0, rows=rows, form=form)
+        body = functools.partial(_local, stencil=stencil, batch=batch, rows=rows, form=form)
     out = jax.shard_map(body, mesh=mesh, in_specs=plan.spec, out_specs=plan.spec)(z)
     return jax.sharding.reshard(out, spec) if moved else out
