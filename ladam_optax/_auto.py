@@ -11,15 +11,9 @@ import optax
 
 from ladam_optax import _checks
 from ladam_optax._alias import ladamw
-from ladam_optax._folds import (
-    FoldSpec,
-    NamedLeaf,
-    attention_layers,
-    is_masked,
-    named_leaves,
-    torch_folds,
-)
+from ladam_optax._folds import FoldSpec, attention_layers, torch_folds
 from ladam_optax._schedules import chi_anneal_schedule
+from ladam_optax._tree import NamedLeaf, is_masked, named_leaves
 
 _C2_BY_ARCHITECTURE = {
     "pinn": 1e-5,
@@ -88,7 +82,7 @@ _RNN_NAME = re.compile(r"rnn|lstm|gru|mgu|cell")
 
 
 def _named_leaves(params: Any) -> list[NamedLeaf]:
-    """:func:`ladam_optax._folds.named_leaves` of ``params``: (lower-cased path names, shape)
+    """:func:`ladam_optax._tree.named_leaves` of ``params``: (lower-cased path names, shape)
     of every leaf, the shape ``None`` where it is not trained; a whole ``nnx.state(model)`` or
     the model itself works. Raises ``ValueError`` when no leaf is trained."""
     with_paths, _, named = named_leaves(params)

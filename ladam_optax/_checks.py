@@ -19,6 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ladam_optax._tree import flatten, is_masked, unwrap
+
 
 def static_value(x: Any) -> float | None:
     """The value of a static (Python or NumPy) number, or ``None`` for a dynamic one."""
@@ -120,10 +122,7 @@ def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
     """Raises ``ValueError`` when ``updates`` is not shaped like ``state_tree`` (a tree built
     from the params): the params' structure is the one expected, the updates' the one present.
     Masked-out leaves (``optax.MaskedNode``) and NNX variables count as leaves of the state."""
-    # Imported here: _folds imports modules that import this one.
-    from ladam_optax._folds import _flatten, _unwrap, is_masked
-
-    with_paths, treedef, variable = _flatten(state_tree)
+    with_paths, treedef, variable = flatten(state_tree)
     try:
         columns = treedef.flatten_up_to(updates)
     except (ValueError, TypeError) as error:
@@ -132,7 +131,7 @@ def same_shapes(updates: Any, state_tree: Any, who: str) -> None:
             f"for (expected): {error}"
         ) from None
     for (path, s), u in zip(with_paths, columns, strict=True):
-        s, u = _unwrap(s, variable), _unwrap(u, variable)
+        s, u = unwrap(s, variable), unwrap(u, variable)
         if is_masked(s) or is_masked(u):
             continue
         if jnp.shape(u) != jnp.shape(s):

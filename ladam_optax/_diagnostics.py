@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import optax
 from jax import core
 
-from ladam_optax._folds import unwrap_variables
 from ladam_optax._transform import (
     ScaleByLAdaGradState,
     ScaleByLAdamState,
@@ -17,6 +16,7 @@ from ladam_optax._transform import (
     ScaleByWaveLAdamState,
     counterfactual,
 )
+from ladam_optax._tree import unwrap_variables
 
 # The states of the transformations that smooth (add_weight_diffusion has none of its own).
 _SMOOTHING_STATES = (
