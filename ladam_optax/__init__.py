@@ -3,7 +3,7 @@
 from ladam_optax._alias import ladagrad, ladam, ladamw, lrmsprop, wave_ladam, wave_ladamw
 from ladam_optax._auto import analyze_params, auto_configure, suggest_c2
 from ladam_optax._diagnostics import SmoothingEffect, smoothing_effect
-from ladam_optax._folds import FoldSpec, torch_folds
+from ladam_optax._folds import FoldSpec, Stacked, stacked, torch_folds
 from ladam_optax._laplacian import Fold, laplacian
 from ladam_optax._reorder import compute_neuron_order, reorder_dense
 from ladam_optax._schedules import chi_anneal_schedule
@@ -46,6 +46,7 @@ __all__ = [
     "ScaleByLRMSPropState",
     "ScaleByWaveLAdamState",
     "SmoothingEffect",
+    "Stacked",
     "__version__",
     "add_weight_diffusion",
     "analyze_params",
@@ -64,6 +65,7 @@ __all__ = [
     "scale_by_lrmsprop",
     "scale_by_wave_ladam",
     "smoothing_effect",
+    "stacked",
     "suggest_c2",
     "torch_folds",
     "wave_ladam",

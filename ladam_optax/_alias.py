@@ -102,7 +102,8 @@ def ladam(
       fold: which axes of each leaf form the smoothed field: ``None`` (the PyTorch package's
         rule), a pytree of :class:`Fold` / ``None`` like the params, or a callable returning
         one, e.g. :func:`torch_folds` for Flax models (the field PyTorch's LAdam gives each
-        layer). Static.
+        layer), or :func:`stacked` for scanned layers and stacked experts (each layer its own
+        field: ``stacked({"layers": 0}, torch_folds)``). Static.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. With ``weight_decay`` or

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import warnings
 from typing import Any, cast
 
 import jax
@@ -11,7 +13,13 @@ import optax
 
 from ladam_optax import _checks
 from ladam_optax._alias import ladamw
-from ladam_optax._folds import FoldSpec, attention_layers, torch_folds
+from ladam_optax._folds import (
+    FoldSpec,
+    attention_layers,
+    check_fold_spec,
+    resolve_folds,
+    torch_folds,
+)
 from ladam_optax._schedules import chi_anneal_schedule
 from ladam_optax._tree import NamedLeaf, is_masked, named_leaves
 
@@ -111,9 +119,33 @@ def _classify(names: tuple[str, ...], shape: tuple[int, ...]) -> str:
     return "conv" if len(shape) >= 3 else "linear"
 
 
-def _categories(params: Any) -> tuple[list[str | None], list]:
-    """The category of every leaf (``None`` for one that is not trained) and the named leaves."""
+def _layers(params: Any, fold: FoldSpec) -> tuple[list[NamedLeaf], list[int]]:
+    """The named leaves with each stacked leaf's shape as one of its layers holds it (the batch
+    axes of its fold removed), and how many layers (fields) each leaf holds."""
     named = _named_leaves(params)
+    if fold is None:
+        return named, [1] * len(named)
+    with warnings.catch_warnings():  # the optimizer given the same spec says it
+        warnings.simplefilter("ignore", UserWarning)
+        folds = resolve_folds(fold, params)
+    layers, counts = [], []
+    for leaf, leaf_fold in zip(named, folds, strict=True):
+        if leaf.shape is None or leaf_fold is None or not leaf_fold.batch:
+            layers.append(leaf)
+            counts.append(1)
+            continue
+        batch = leaf_fold.batch
+        layers.append(
+            NamedLeaf(leaf.names, tuple(n for a, n in enumerate(leaf.shape) if a not in batch))
+        )
+        counts.append(math.prod(leaf.shape[a] for a in batch))
+    return layers, counts
+
+
+def _categories(params: Any, fold: FoldSpec = None) -> tuple[list[str | None], list]:
+    """The category of every leaf (``None`` for one that is not trained) and the named leaves,
+    a stacked leaf classified by the shape one of its layers has (``fold``'s batch axes)."""
+    named, _ = _layers(params, fold)
     # Flax's MultiHeadAttention names its projections query/key/value/out: an ``out`` sibling
     # of ``query`` is the attention output projection, not a generic output layer.
     attention = attention_layers(named)
@@ -147,7 +179,7 @@ def _architecture(categories: list[str], named: list) -> str:
     return "mlp"
 
 
-def analyze_params(params: Any) -> dict[str, Any]:
+def analyze_params(params: Any, *, fold: FoldSpec = None) -> dict[str, Any]:
     """Classifies every parameter of a Flax model and reports where LAdam's Laplacian helps.
 
     Each leaf is put in one of ``ladam.auto``'s categories from its path and shape:
@@ -167,10 +199,15 @@ def analyze_params(params: Any) -> dict[str, Any]:
     Args:
       params: the parameters, e.g. ``nnx.state(model, nnx.Param)`` or a Linen
         ``variables["params"]`` dict (pass only the trainable collection).
+      fold: the fold spec the optimizer is given, for scanned or stacked layers
+        (:func:`stacked`): a stacked leaf is classified by the path and shape of one of its
+        layers and counts once per layer, as the same layers unrolled would. ``None`` (the
+        default) classifies every leaf as it is.
 
     Returns:
       A dict with ``architecture`` (``"transformer"``, ``"rnn"``, ``"cnn"`` or ``"mlp"``),
-      ``total_params``, ``layer_counts`` and ``layer_params`` (per category),
+      ``total_params``, ``layer_counts`` (per category; a stacked leaf counts its layers)
+      and ``layer_params`` (per category),
       ``recommendation`` (a sentence) and ``c2_map`` (the recommended c2 of each category
       present: 1e-5 for ``linear``, 0.0 for the others).
 
@@ -185,14 +222,16 @@ def analyze_params(params: Any) -> dict[str, Any]:
     References:
       G. Partin, `ladam` (PyTorch) 0.4.1, ``ladam.auto.analyze_model``.
     """
-    categories, named = _categories(params)
+    check_fold_spec(fold)
+    categories, named = _categories(params, fold)
+    _, counts = _layers(params, fold)
     layer_counts: dict[str, int] = {}
     layer_params: dict[str, int] = {}
-    for category, (_, shape) in zip(categories, named, strict=True):
+    for category, (_, shape), count in zip(categories, named, counts, strict=True):
         if category is None:
             continue
-        layer_counts[category] = layer_counts.get(category, 0) + 1
-        layer_params[category] = layer_params.get(category, 0) + math.prod(shape)
+        layer_counts[category] = layer_counts.get(category, 0) + count
+        layer_params[category] = layer_params.get(category, 0) + count * math.prod(shape)
     architecture = _architecture([c for c in categories if c is not None], named)
     total = sum(layer_params.values())
     active = [c for c, v in _C2_BY_CATEGORY.items() if v > 0 and c in layer_counts]
@@ -227,9 +266,10 @@ def _group_label(c2: float) -> str:
     return f"c2={c2!r}"
 
 
-def _c2_labels(params: Any) -> Any:
-    """The ``optax.partition`` label (``"c2=1e-05"`` or ``"c2=0.0"``) of every leaf."""
-    categories, _ = _categories(params)
+def _c2_labels(params: Any, fold: FoldSpec = None) -> Any:
+    """The ``optax.partition`` label (``"c2=1e-05"`` or ``"c2=0.0"``) of every leaf, a stacked
+    leaf's (``fold``'s batch axes) from one of its layers."""
+    categories, _ = _categories(params, fold)
     labels = [_group_label(0.0 if c is None else _C2_BY_CATEGORY.get(c, 0.0)) for c in categories]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), labels)
 
@@ -263,7 +303,9 @@ def auto_configure(
       weight_decay: decoupled weight decay, applied to every leaf as in the reference.
       fold: the per-leaf fields (see :func:`ladam`); by default :func:`torch_folds`, so that
         each Flax layer is smoothed on the field PyTorch's LAdam gives the same layer.
-        ``None`` keeps the reference's ``(shape[0], -1)`` rule for every leaf.
+        ``None`` keeps the reference's ``(shape[0], -1)`` rule for every leaf. For scanned
+        layers pass :func:`stacked` (``stacked({"layers": 0}, torch_folds)``): each layer is
+        smoothed as its own field and classified as one of its layers, as unrolled.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params``.
@@ -281,6 +323,7 @@ def auto_configure(
       G. Partin, `ladam` (PyTorch) 0.4.1, ``ladam.auto.auto_configure``.
     """
     _named_leaves(params)
+    check_fold_spec(fold)
     _checks.non_negative("weight_decay", weight_decay)
     if total_steps is not None:
         if callable(learning_rate):
@@ -293,4 +336,4 @@ def auto_configure(
         _group_label(c2): ladamw(learning_rate, weight_decay=weight_decay, c2=c2, fold=fold)
         for c2 in sorted(set(_C2_BY_CATEGORY.values()))
     }
-    return optax.partition(transforms, _c2_labels)
+    return optax.partition(transforms, functools.partial(_c2_labels, fold=fold))

@@ -9,20 +9,16 @@ leaf the field the same PyTorch layer's weight has.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import numbers
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
 from ladam_optax import _checks
 from ladam_optax._laplacian import Fold, check_fold
-from ladam_optax._tree import (
-    NamedLeaf,
-    flatten,
-    is_masked,
-    named_leaves,
-    unwrap,
-)
+from ladam_optax._tree import NamedLeaf, flatten, is_masked, named_leaves, path_names, unwrap
 
 FoldSpec = Any
 """``None``, a pytree of :class:`Fold` / ``None`` leaves shaped like the params, or a callable
@@ -90,6 +86,155 @@ def map_with_folds(fn: Callable, folds: list[Fold | None], tree: Any, *rest: Any
     columns = [treedef.flatten_up_to(r) for r in rest]
     results = [fn(*args) for args in zip(leaves, *columns, folds, strict=True)]
     return treedef.unflatten(results)
+
+
+def _stacked_axes(name: str, axes: Any) -> tuple[int, ...]:
+    """The stacked axes of ``stacked``'s entry ``name``: an int or a non-empty tuple of ints."""
+    if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
+        return (int(axes),)
+    if (
+        isinstance(axes, tuple | list)
+        and axes
+        and all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes)
+    ):
+        return tuple(int(a) for a in axes)
+    raise TypeError(
+        f"stacked: the stacked axes of {name!r} must be an int or a tuple of ints, got {axes!r}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Stacked:
+    """A fold spec for stacked layers: built by :func:`stacked`, passed as ``fold=``."""
+
+    axes: tuple[tuple[str, tuple[int, ...]], ...]
+    fold: FoldSpec = None
+
+    def stacked_axes(self, names: tuple[str, ...]) -> tuple[str, tuple[int, ...]] | None:
+        """The longest prefix matching a leaf's path names, and its stacked axes."""
+        path = "/".join(names)
+        best = None
+        for prefix, axes in self.axes:
+            if (path == prefix or path.startswith(prefix + "/")) and (
+                best is None or len(prefix) > len(best[0])
+            ):
+                best = (prefix, axes)
+        return best
+
+    def __call__(self, params: Any) -> Any:
+        with_paths, treedef, named = named_leaves(params)
+        matched: set[str] = set()
+        layer_leaves, stacks = [], []
+        for (path, leaf), entry in zip(with_paths, named, strict=True):
+            match = self.stacked_axes(path_names(path))
+            if match is not None:
+                matched.add(match[0])
+            if match is None or entry.shape is None:
+                layer_leaves.append(leaf)
+                stacks.append(None)
+                continue
+            ndim, where = len(entry.shape), jax.tree_util.keystr(path)
+            if any(not -ndim <= a < ndim for a in match[1]):
+                raise ValueError(
+                    f"stacked: {match[0]!r} stacks along axes {match[1]}, but the leaf at "
+                    f"{where} has shape {entry.shape}"
+                )
+            axes = tuple(a % ndim for a in match[1])
+            if len(set(axes)) != len(axes):
+                raise ValueError(f"stacked: {match[0]!r} names an axis twice: {match[1]}")
+            layer = tuple(n for a, n in enumerate(entry.shape) if a not in axes)
+            layer_leaves.append(jax.ShapeDtypeStruct(layer, unwrap(leaf, None).dtype))
+            stacks.append(axes)
+        missing = [prefix for prefix, _ in self.axes if prefix not in matched]
+        if missing:
+            raise ValueError(
+                f"stacked: no leaf of the params lies under {', '.join(map(repr, missing))}; "
+                "a prefix is path names joined by '/', as 'layers' or 'decoder/layers'"
+            )
+        layers = treedef.unflatten(layer_leaves)
+        spec = self.fold(layers) if callable(self.fold) else self.fold
+        if spec is None:
+            inner = [None] * len(layer_leaves)
+        else:
+            try:
+                inner = treedef.flatten_up_to(spec)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    "stacked: the per-layer fold must be shaped like the params (a Fold or "
+                    f"None for each leaf), or a callable returning such a tree: {error}"
+                ) from None
+        folds = []
+        for (path, _), layer, axes, leaf_fold in zip(
+            with_paths, layer_leaves, stacks, inner, strict=True
+        ):
+            if axes is None:
+                folds.append(leaf_fold)
+                continue
+            where = jax.tree_util.keystr(path)
+            per_layer = check_fold(unwrap(leaf_fold, None), len(layer.shape), where)
+            kept = [a for a in range(len(layer.shape) + len(axes)) if a not in axes]
+            folds.append(
+                Fold(
+                    rows=tuple(kept[a] for a in per_layer.rows),
+                    cols=tuple(kept[a] for a in per_layer.cols),
+                    batch=axes + tuple(kept[a] for a in per_layer.batch),
+                )
+            )
+        return treedef.unflatten(folds)
+
+
+def stacked(axes: Mapping[str, int | tuple[int, ...]], fold: FoldSpec = None) -> Stacked:
+    """The fold spec of a model whose layers are stacked into one leaf per parameter.
+
+    Scanned models keep a layer's weights stacked along a layer axis: Flax Linen's
+    ``nn.scan(variable_axes={"params": 0})`` and NNX's ``nnx.vmap`` + ``nnx.scan`` (axis 0),
+    MaxText's ``scan_layers`` (``param_scan_axis = 1``), Equinox's ``filter_vmap``, and
+    mixture-of-experts weights ``(experts, d, f)`` (``(layers, experts, d, f)`` once scanned).
+    PyTorch's LAdam smooths each of those layers and experts as a tensor of its own; so does
+    this spec: every index of the stacked axes is its own field (:class:`Fold`'s ``batch``),
+    with the zero rules and ``min_spatial_size`` counting one layer's elements.
+
+    Args:
+      axes: maps a path prefix (path names joined by ``/``: ``"layers"``,
+        ``"decoder/layers"``) to the stacked axis (an int) or axes (a tuple) of every leaf
+        under it; where several prefixes match a leaf, the longest wins
+        (``{"layers": 0, "layers/moe": (0, 1)}``).
+      fold: the per-layer fold spec, applied to the leaves as one unrolled layer holds them
+        (the stacked axes removed): ``None`` (the reference's rule), a pytree like the params
+        of :class:`Fold` / ``None`` in per-layer axes, or a callable of the per-layer params
+        such as :func:`torch_folds`.
+
+    Returns:
+      A callable fold spec for the ``fold=`` of every optimizer, :func:`laplacian`'s callers,
+      :func:`analyze_params` and :func:`auto_configure`. It raises ``ValueError`` at ``init``
+      for a prefix that matches no leaf (a typo) or an axis a leaf under it does not have,
+      naming the prefix or the leaf's path.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import ladam_optax
+      >>> params = {"layers": {"kernel": jnp.zeros((4, 64, 32)), "bias": jnp.zeros((4, 32))}}
+      >>> spec = ladam_optax.stacked({"layers": 0})
+      >>> spec(params)
+      {'layers': {'bias': Fold(rows=(1,), cols=(), batch=(0,)), 'kernel': Fold(rows=(1,), \
+cols=(2,), batch=(0,))}}
+      >>> tx = ladam_optax.ladam(1e-3, c2=1e-4, fold=ladam_optax.stacked({"layers": 0}))
+
+    References:
+      G. Partin, `ladam` (PyTorch) 0.2.0, ``LAdam`` (one field per weight tensor).
+    """
+    if not isinstance(axes, Mapping) or not axes:
+        raise TypeError(
+            "stacked: axes must be a non-empty dict from a path prefix ('layers', "
+            f"'decoder/layers') to the stacked axis or axes, got {axes!r}"
+        )
+    entries = []
+    for prefix, stack in axes.items():
+        if not isinstance(prefix, str) or not prefix.strip("/"):
+            raise TypeError(f"stacked: a path prefix must be a non-empty str, got {prefix!r}")
+        entries.append((prefix.strip("/"), _stacked_axes(prefix, stack)))
+    check_fold_spec(fold)
+    return Stacked(tuple(entries), fold)
 
 
 def torch_folds(params: Any) -> Any:

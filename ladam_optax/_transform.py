@@ -28,10 +28,12 @@ from ladam_optax import _checks
 from ladam_optax._folds import FoldSpec, check_fold_spec, map_with_folds, resolve_folds
 from ladam_optax._laplacian import (
     Fold,
+    batch_shape,
     check_implementation,
     check_stencil,
     folded_shape,
     periodic_laplacian,
+    slice_size,
 )
 
 MODES = ("variance_lap", "update_lap", "weight_lap")
@@ -63,7 +65,9 @@ class ScaleByWaveLAdamState(NamedTuple):
       nu: the wave-driven variance field ``v_t`` (no EMA, no bias correction).
       nu_prev: ``v_{t-1}``, for the leapfrog step.
       e0_sq: per leaf, the squared rest energy ``E0^2``: ``wave_E0**2``, or when
-        ``wave_E0 == 0`` the first step's ``mean(g^2)`` (array state, no host sync).
+        ``wave_E0 == 0`` the first step's ``mean(g^2)`` (array state, no host sync). A
+        scalar, or for a leaf with batch axes (:class:`Fold`'s ``batch``, :func:`stacked`)
+        one per field, shaped like the leaf with its other axes 1.
     """
 
     count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]  (optax's name)
@@ -422,7 +426,8 @@ def scale_by_ladam(
       c2: Laplacian coupling strength, >= 0.
       mode: ``"variance_lap"`` (default) or ``"update_lap"``. Static.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
-      min_spatial_size: leaves with fewer elements are not smoothed. Under
+      min_spatial_size: leaves with fewer elements (per slice of a leaf with batch axes)
+        are not smoothed. Under
         ``optax.inject_hyperparams`` pass ``static_args=("min_spatial_size",)`` to keep it
         static (otherwise every small leaf runs the stencil behind a ``where``).
       mu_dtype: dtype of the first moment; ``None`` keeps the parameters' dtype. Static.
@@ -489,7 +494,7 @@ def scale_by_ladam(
             dtype = _compute_dtype(g.dtype)
             bc1, bc2 = corrections(_real_dtype(dtype))
             m_hat, v = lax.div(_astype(m, dtype), _astype(bc1, dtype)), _astype(v, bc2.dtype)
-            gate = smoothing_gate(c2_, min_spatial_size, g.size)
+            gate = smoothing_gate(c2_, min_spatial_size, slice_size(g.shape, leaf_fold))
             eps_ = _scalar(eps, v.dtype)
             if mode == "variance_lap":
                 v_hat = _laplacian_smoothed(
@@ -584,32 +589,45 @@ def scale_by_wave_ladam(
 
     def init_fn(params):
         _check_params(params, fold, "scale_by_wave_ladam")
+        e0_sq = map_with_folds(
+            lambda p, f: jnp.zeros(batch_shape(p.shape, f), _real_dtype(p.dtype)),
+            resolve_folds(fold, params),
+            params,
+        )
         return ScaleByWaveLAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=_mu_zeros(params, mu_dtype),
             nu=_zeros_real(params),
             nu_prev=_zeros_real(params),
-            e0_sq=jax.tree.map(lambda p: jnp.zeros([], _real_dtype(p.dtype)), params),
+            e0_sq=e0_sq,
         )
 
-    def e0_sq_now(updates, state, first):
+    def e0_sq_now(updates, state, first, folds):
         """Each leaf's ``E0^2`` in its compute dtype: ``wave_E0**2``, or for ``wave_E0 == 0``
-        the mean squared gradient of step 1, kept in the state."""
+        the mean squared gradient of step 1 (per field: per slice of a stacked leaf, shaped
+        as :func:`batch_shape`), kept in the state."""
         real = jax.tree.map(lambda g: _real_dtype(_compute_dtype(g.dtype)), updates)
         if rest_level:  # static and nonzero: a constant, no reduction
             square = rest_level * rest_level
             return jax.tree.map(lambda r: jnp.asarray(square, r), real)
 
         def at_step_one(updates):
-            def leaf(g, r):
+            def leaf(g, r, leaf_fold):
                 g2 = _abs_sq(_astype(g, _compute_dtype(g.dtype)))
-                mean = jnp.mean(g2) if g.size else jnp.zeros([], r)
+                shape = batch_shape(g.shape, leaf_fold)
+                if not g.size:
+                    mean = jnp.zeros(shape, r)
+                elif shape:  # one mean per field of a stacked leaf
+                    field = tuple(a for a in range(g.ndim) if a not in leaf_fold.batch)
+                    mean = jnp.mean(g2, axis=field, keepdims=True)
+                else:
+                    mean = jnp.mean(g2)
                 if rest_level is not None:
                     return mean
                 level = _scalar(wave_E0, r)
                 return jnp.where(level != 0, level * level, mean)
 
-            return jax.tree.map(leaf, updates, real)
+            return map_with_folds(leaf, folds, updates, real)
 
         def later(updates):
             del updates
@@ -625,7 +643,7 @@ def scale_by_wave_ladam(
         c2_, _ = _in_effect("scale_by_wave_ladam", c2, None)
         count = jnp.asarray(optax.safe_increment(state.count))
         first = count == 1
-        e0_sq = e0_sq_now(updates, state, first)
+        e0_sq = e0_sq_now(updates, state, first, folds)
         correction = functools.cache(lambda dtype: _bias_correction(b1, count, dtype))
 
         def leaf(g, m, v, v_prev, e0_sq, leaf_fold):
@@ -633,8 +651,9 @@ def scale_by_wave_ladam(
             real = _real_dtype(dtype)
             g2 = _abs_sq(_astype(g, dtype))
             v, v_prev = _astype(v, real), _astype(v_prev, real)
-            accel = lax.mul(-_scalar(wave_kappa, real), lax.sub(g2, _astype(e0_sq, real)))
-            gate = smoothing_gate(c2_, min_spatial_size, g.size)
+            rest = lax.broadcast_in_dim(_astype(e0_sq, real), g2.shape, tuple(range(e0_sq.ndim)))
+            accel = lax.mul(-_scalar(wave_kappa, real), lax.sub(g2, rest))
+            gate = smoothing_gate(c2_, min_spatial_size, slice_size(g.shape, leaf_fold))
             term = _laplacian_term(v, c2_, gate, stencil, impl, leaf_fold)
             if term is not None:
                 accel = lax.add(accel, term)
@@ -653,7 +672,9 @@ def scale_by_wave_ladam(
         u, nu, nu_prev = (
             treedef.unflatten([r[i] for r in treedef.flatten_up_to(results)]) for i in range(3)
         )
-        e0_sq = jax.tree.map(lambda e, old: e.astype(old.dtype), e0_sq, state.e0_sq)
+        e0_sq = jax.tree.map(
+            lambda e, old: jnp.broadcast_to(e.astype(old.dtype), old.shape), e0_sq, state.e0_sq
+        )
         state = ScaleByWaveLAdamState(count=count, mu=mu, nu=nu, nu_prev=nu_prev, e0_sq=e0_sq)
         return u, state
 
@@ -726,7 +747,7 @@ def add_weight_diffusion(
         def diffuse(u, p, leaf_fold):
             dtype = _compute_dtype(u.dtype)
             moved = lax.add(_astype(p, dtype), _astype(u, dtype))
-            gate = smoothing_gate(c2_, min_spatial_size, u.size)
+            gate = smoothing_gate(c2_, min_spatial_size, slice_size(u.shape, leaf_fold))
             # u + c2 lap(p + u), not (p + u + c2 lap(p + u)) - p: no cancellation against p.
             term = _laplacian_term(moved, c2_, gate, stencil, impl, leaf_fold)
             return u if term is None else _astype(lax.add(_astype(u, dtype), term), u.dtype)
@@ -740,7 +761,7 @@ def _rescale(g, second_moment, eps, c2, stencil, min_spatial_size, impl, fold, f
     """``g / (sqrt(max(s + c2 lap s, floor)) + eps)``, the step of LAdaGrad and LRMSProp."""
     dtype = _compute_dtype(g.dtype)
     real = _real_dtype(dtype)
-    gate = smoothing_gate(c2, min_spatial_size, g.size)
+    gate = smoothing_gate(c2, min_spatial_size, slice_size(g.shape, fold))
     smoothed = _laplacian_smoothed(
         _astype(second_moment, real), c2, gate, stencil, impl, fold, floor=floor
     )
@@ -812,7 +833,8 @@ def scale_by_ladagrad(
       eps: added to the root of the accumulator.
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
-      min_spatial_size: leaves with fewer elements are not smoothed.
+      min_spatial_size: leaves with fewer elements (per slice of a leaf with batch axes)
+        are not smoothed.
       laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
         same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
@@ -876,7 +898,8 @@ def scale_by_lrmsprop(
       eps: added to the root of the average.
       c2: Laplacian coupling strength, >= 0.
       stencil: ``"9point"`` (default) or ``"5point"``. Static.
-      min_spatial_size: leaves with fewer elements are not smoothed.
+      min_spatial_size: leaves with fewer elements (per slice of a leaf with batch axes)
+        are not smoothed.
       laplacian_impl: ``"auto"`` (default) or ``"conv"`` (the reference's convolution, the
         same numbers); see :func:`laplacian`. Static.
       fold: the per-leaf fields, as in :func:`scale_by_ladam`. Static.
