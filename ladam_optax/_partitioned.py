@@ -277,7 +277,8 @@ def _view(shape: tuple[int, ...], plan: _Plan) -> tuple[tuple[int, ...], tuple[_
     and the body reads it with no reshape, so XLA sees every read of the leaf for what it is.
     (With a reshape in between, XLA's CPU backend could give a fused consumer that also reads
     the leaf elementwise the leaf's own buffer for its output, while the fused stencil still
-    read the leaf through the reshaped view; the docs' performance notes.)"""
+    read the leaf through the reshaped view: :func:`_read_apart` guards the reshaped views;
+    the docs' performance notes.)"""
     view = list(shape[: plan.groups[0].start])
     runs = []
     for g in plan.groups:
@@ -292,13 +293,25 @@ def _view(shape: tuple[int, ...], plan: _Plan) -> tuple[tuple[int, ...], tuple[_
     return tuple(view), tuple(runs)
 
 
+def _read_apart(y: jax.Array) -> jax.Array:
+    """``y`` through an exact elementwise identity that XLA keeps: a ``reduce_precision`` to
+    ``y``'s own format. Before a reshape of a block (a bitcast), it puts the reshape inside the
+    stencil's fused consumer, so that XLA's CPU backend sees that the consumer reads the leaf
+    at shifted positions and does not write its output into the leaf's buffer (the docs'
+    performance notes). Removable once XLA checks the buffers of all of a fusion's operands."""
+    if not jnp.issubdtype(y.dtype, jnp.floating):
+        return y  # complex blocks: reduce_precision takes real floats only
+    info = jnp.finfo(y.dtype)
+    return lax.reduce_precision(y, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+
+
 def _halo(y: jax.Array, stencil: str, plan: _Plan, mesh_order: tuple[str, ...]) -> jax.Array:
     """The per-shard body: the block in its view (:func:`_view`), its edges completed with the
     neighbours' slabs. Runs of at least 3: :func:`_edges_apart`. Thinner runs: the block padded
     with halos (columns first, then the rows of the column-padded block, which carries the
     corners) and the taps sliced from that copy."""
     view, runs = _view(y.shape, plan)
-    block = y if view == y.shape else lax.reshape(y, view)
+    block = y if view == y.shape else lax.reshape(_read_apart(y), view)
     axes = tuple(r.axis for r in runs)
     if min(block.shape[a] for a in axes) >= _EDGES_APART_FROM:
         out = _edges_apart(block, stencil, plan, runs, mesh_order)
