@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The one-command accelerator check: on a GPU or TPU host (with jax installed for it and this
-# package installed, e.g. `pip install -e ".[test]"`), the tests that exercise the Laplacian and
-# the four optimizers run on that backend, then the benchmark rows (update vs optax.adam for the
-# default and "conv" forms, whole train step) are written to OUT/accelerator_check.json.
+# The one-command accelerator check: on a GPU or TPU host (with jax, optax, pytest and, for the
+# NNX tests, flax installed for it; the package itself is taken from this checkout, so it runs
+# where nothing can be installed), the tests that exercise the Laplacian and the four optimizers
+# run on that backend, then the benchmark rows (update vs optax.adam for the default and "conv"
+# forms, whole train step) are written to OUT/accelerator_check.json.
 # About 5 minutes on one accelerator.
 #
 #   bash benchmarks/accelerator_check.sh [--dry-run] [OUT]
@@ -17,6 +18,8 @@ if [ "${1:-}" = "--dry-run" ]; then
   shift
 fi
 out="${1:-benchmarks/results/accelerator}"
+# This checkout's package, for the benchmark scripts too (pytest's `python -m` finds it anyway).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python -c "import jax; print('backend:', jax.default_backend(), jax.devices())"
 tests=(tests/test_laplacian.py tests/test_alias.py tests/test_folds.py tests/test_properties.py)
 if [ -n "$dry" ]; then
