@@ -146,7 +146,10 @@ def smoothing_effect(
     ``1e-4`` means half of a leaf's entries step within 1e-4 (relative) of Adam's (or
     AdaGrad's, RMSProp's) step; the 99th percentile and the max say how far the rest move, and
     they can be far larger (near the ``eps`` floor a few entries' steps change by O(1)). Leaves
-    that are not smoothed report zeros. The state is not advanced.
+    that are not smoothed report zeros. A stacked leaf (a fold with batch axes,
+    :func:`stacked`) reports one summary over all its layers' entries together, each layer
+    smoothed as its own field; for one layer's figures, slice the steps yourself. The state is
+    not advanced.
 
     Jittable (``jax.jit(lambda s, g, p: smoothing_effect(tx, s, g, p))``) and as costly as
     three updates: log it every N steps.
