@@ -11,7 +11,8 @@ weight tensor:
 
 A :class:`Fold` replaces that rule for one leaf: it names which axes form the field's rows and
 which its columns (a Flax conv kernel ``(kh, kw, in, out)`` gets the field PyTorch's
-``(out, in, kh, kw)`` weight has with ``Fold(rows=(3,), cols=(2, 0, 1))``).
+``(out, in, kh, kw)`` weight has with ``Fold(rows=(3,), cols=(2, 0, 1))``), and its ``batch``
+axes make a stacked leaf ``(layers, in, out)`` a stack of separate fields.
 """
 
 from __future__ import annotations
@@ -209,8 +210,9 @@ def laplacian(
         see the multi-device guide) or ``"conv"`` (``lax.conv_general_dilated`` on a
         wrap-padded copy, the reference's form, for leaves whole on a device; sharded leaves get
         the halo form). Both give the same numbers to float rounding. Static.
-      fold: a :class:`Fold` naming the axes of the field's rows and columns, or ``None`` for
-        the reference's ``(shape[0], prod(shape[1:]))``. Static.
+      fold: a :class:`Fold` naming the axes of the field's rows and columns (and any batch
+        axes, each index of which is a field of its own), or ``None`` for the reference's
+        ``(shape[0], prod(shape[1:]))``. Static.
 
     Returns:
       An array of the shape and dtype of ``x``, computed by a jitted function (``stencil``,
