@@ -6,14 +6,14 @@
 # layouts. The PyTorch references come from .refs/, installed by tests/run.sh before this runs:
 # with CI=true a test that needs one fails rather than skips when it is missing.
 #
-# Left out, as they do not change with the jax, optax or flax version: the parity tests against
-# the PyTorch references (test_parity, test_model_parity; test_auto, test_nn, test_reorder,
-# test_schedules and test_smoothing still compare with them here), the property tests, the docs,
-# README, examples and benchmark scripts, and the multi-device sharding and multi-host tests
-# (the layouts cover the same operator paths). The per-optimizer tables run once per
-# transformation (ladam, wave_ladam, ladagrad, lrmsprop in their default modes): the mode
-# variants (update_lap, weight_lap, ladamw, momentum) take the same jax and optax paths, and
-# test_diagnostics' wrapper battery is test_alias's again. About 5 minutes on 2 cores, 1 of them
+# Left out to keep the run short, the tests kept taking the same jax, optax and flax paths: the
+# parity tests against the PyTorch references (test_parity, test_model_parity; test_auto,
+# test_nn, test_reorder, test_schedules and test_smoothing still compare with them here), the
+# property tests, the docs, README, examples and benchmark scripts, and the multi-device sharding
+# and multi-host tests (the layouts cover the same operator paths). The per-optimizer tables run
+# once per transformation (ladam, wave_ladam, ladagrad, lrmsprop in their default modes): the
+# mode variants (update_lap, weight_lap, ladamw, momentum) take the same paths, and
+# test_diagnostics' wrapper battery is test_alias's again. About 5 minutes on 2 cores, 1 of it
 # installing.
 # Extra arguments go to pytest.
 set -euo pipefail
