@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -181,6 +182,16 @@ def test_mu_dtype_is_honoured(name, strict_dtypes):
         assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(inner.mu))
         assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(inner.nu))
         assert inner.count.dtype == jnp.int32
+
+
+@pytest.mark.parametrize(
+    ("mu_dtype", "expected"),
+    [(jnp.bfloat16, jnp.complex64), (jnp.float32, jnp.complex64), (jnp.float64, jnp.complex128)],
+)
+def test_mu_dtype_of_a_complex_leaf_is_its_complex_counterpart(mu_dtype, expected, x64):
+    for tx in (ladam_optax.ladam(mu_dtype=mu_dtype), ladam_optax.wave_ladam(mu_dtype=mu_dtype)):
+        mu = optax.tree.get(tx.init(_tree(0, jnp.complex128)), "mu")
+        assert {leaf.dtype for leaf in jax.tree.leaves(mu)} == {jnp.dtype(expected)}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -621,3 +632,52 @@ def test_wave_ladamw_mask_leaves_the_masked_leaves_undecayed():
         assert not np.allclose(np.asarray(decayed[leaf]), np.asarray(undecayed[leaf]))
         expected = decayed if decays else undecayed
         np.testing.assert_allclose(np.asarray(masked[leaf]), np.asarray(expected[leaf]), rtol=1e-6)
+
+
+# The bias corrections cast a traced b1 / b2 as they come, complex included.
+BIAS_CORRECTION_CAST = pytest.mark.xfail(
+    strict=True, raises=DeprecationWarning, reason="complex-to-real cast in _bias_correction"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lrmsprop_momentum",
+        "ladagrad",
+        pytest.param("ladam", marks=BIAS_CORRECTION_CAST),
+        pytest.param("wave_ladam", marks=BIAS_CORRECTION_CAST),
+    ],
+)
+def test_inject_hyperparams_on_complex_params_equals_plain(name):
+    """inject_hyperparams stores the hyperparameters in the complex params' dtype; they are
+    taken as real numbers (a complex-to-real cast warns in JAX, and is to raise)."""
+    factory, kwargs = OPTIMIZERS_UNDER_TEST[name]
+    params, grads = _tree(0, jnp.complex64), [_tree(1, jnp.complex64)]
+    injected = optax.inject_hyperparams(factory)(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        got = _eager_updates(injected, params, grads)
+    expected = _eager_updates(factory(**kwargs), params, grads)
+    _assert_trees_close(got, expected, rtol=3e-5, atol=1e-7)
+
+
+def test_a_traced_wave_E0_is_squared_as_a_static_one():
+    """A nonzero rest level under inject_hyperparams (the battery's traces wave_E0 = 0, which
+    takes the first step's mean square instead)."""
+    kwargs = dict(learning_rate=1e-2, c2=0.1, wave_dt=0.2, wave_E0=2.0)
+    params, grads = _tree(0), [_tree(1), _tree(2)]
+    injected = optax.inject_hyperparams(ladam_optax.wave_ladam)(**kwargs)
+    got = _eager_updates(injected, params, grads)
+    expected = _eager_updates(ladam_optax.wave_ladam(**kwargs), params, grads)
+    _assert_trees_close(got, expected, rtol=3e-5, atol=1e-7)
+
+
+def test_wave_ladam_weight_decay_is_added_to_the_gradient():
+    """Coupled decay, as ladam's: wave_ladam(weight_decay) is optax.add_decayed_weights chained
+    before wave_ladam without it (0.4.1 has only decoupled decay, checked in test_parity.py)."""
+    kwargs = dict(learning_rate=1e-2, c2=0.1, wave_dt=0.2)
+    params, grads = _tree(0), [_tree(1), _tree(2)]
+    got = _eager_updates(ladam_optax.wave_ladam(weight_decay=0.1, **kwargs), params, grads)
+    chained = optax.chain(optax.add_decayed_weights(0.1), ladam_optax.wave_ladam(**kwargs))
+    _assert_trees_close(got, _eager_updates(chained, params, grads))
