@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +87,8 @@ def test_a_one_by_one_conv_is_smoothed_only_when_folded():
         (Fold((0,), (1,)), ValueError, "not a permutation"),
         (Fold((0, 1), (1, 2)), ValueError, "not a permutation"),
         (Fold((0,), (1, 5)), ValueError, "out of range"),
+        (Fold((0,), (1, 3)), ValueError, "out of range"),  # ndim itself
+        (Fold((-4,), (1, 2)), ValueError, "out of range"),
         (Fold((0,), ("a", 1)), TypeError, "tuple of ints"),
         ((0, 1, 2), TypeError, "ladam_optax.Fold"),
     ],
@@ -236,6 +240,25 @@ def test_torch_folds_rules_on_a_linen_params_dict():
         "step": None,
     }
     assert folds == expected
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.complex64])
+def test_torch_folds_folds_a_kernel_of_every_inexact_dtype(dtype):
+    params = {"Conv_0": {"kernel": jax.ShapeDtypeStruct((3, 3, 4, 8), dtype)}}
+    assert torch_folds(params) == {"Conv_0": {"kernel": CONV_FOLD[4]}}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class _Boxed:
+    """A leaf wrapper whose path ends in ``.value``, as a Flax variable's does."""
+
+    value: Any
+
+
+def test_torch_folds_reads_the_name_before_a_trailing_value():
+    params = {"Conv_0": {"kernel": _Boxed(jnp.zeros((3, 3, 4, 8)))}}
+    assert torch_folds(params)["Conv_0"]["kernel"].value == CONV_FOLD[4]
 
 
 def test_torch_folds_warns_about_a_leaf_whose_layout_it_cannot_tell():
