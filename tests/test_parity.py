@@ -233,6 +233,25 @@ def test_the_variance_floor_binds_with_a_nonzero_first_moment_as_in_the_referenc
         _assert_same_floor_trajectory(ours, expected)
 
 
+def test_the_wave_variance_is_floored_from_its_first_step_as_in_the_reference(x64):
+    """0.4.1 seeds v with max(g^2, eps): on the ~1e-6 gradients (g^2 ~ 1e-12) a seed without
+    the floor steps ~100x further. Float64, where the two leapfrogs agree to rounding."""
+    hyper = dict(c2=0.1, wave_dt=0.2, wave_damping=0.3)
+
+    def tree(seed):
+        return {k: v.astype(np.float64) for k, v in _floor_tree(seed).items()}
+
+    noises = [tree(1000 + step) for step in range(3)]
+    expected = torch_trajectory(
+        load_reference("0.4.1").LAdamW,
+        dict(lr=FLOOR_LR, weight_decay=0.0, mode="wave_variance", **hyper),
+        tree(0),
+        noises,
+    )
+    tx = ladam_optax.wave_ladamw(FLOOR_LR, weight_decay=0.0, **hyper)
+    _assert_same_floor_trajectory(jax_trajectory(tx, tree(0), noises), expected)
+
+
 def _assert_same_floor_trajectory(ours, reference) -> None:
     """The order-one half as the other parity tests; the tiny entries (~1e-6) to 1e-12, far
     below them: a step without the floor is ~100x larger there."""
