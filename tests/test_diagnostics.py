@@ -143,6 +143,22 @@ def test_bfloat16_and_complex_leaves(dtype):
     assert float(got["w"].median) > 1e-3
 
 
+def test_an_entry_moved_from_a_zero_step_has_an_infinite_change():
+    """update_lap spreads the direction into an entry whose Adam step is 0: |u - u0| / 0."""
+    tx = ladam_optax.ladam(1e-2, c2=C2, mode="update_lap")
+    params = {"w": jnp.ones((8, 8))}
+    grads = {"w": jnp.ones((8, 8)).at[3, 3].set(0.0)}  # a constant direction but for one 0
+    effect = smoothing_effect(tx, tx.init(params), grads, params)["w"]
+    assert float(effect.max) == np.inf and float(effect.median) == 0.0
+
+
+def test_an_empty_leaf_reports_zeros():
+    tx = ladam_optax.ladam(1e-2, c2=C2)
+    params = {"empty": jnp.zeros((0, 7))}
+    effect = smoothing_effect(tx, tx.init(params), params, params)
+    assert effect["empty"] == SmoothingEffect(*[np.float32(0)] * 4)
+
+
 def test_the_modes_differ_as_their_steps_do():
     """The three modes of ladam share a state type; the old diagnostic reported one number."""
     params, grads = _tree(0), _grads(9)
@@ -321,6 +337,22 @@ def test_one_link_compiled_apart_is_refused_not_read_as_unchanged():
     visible = optax.partition({"x": inner, "y": inner}, {"a": "x", "b": "y"})
     effect = smoothing_effect(visible, visible.init(params), grads, params)
     assert float(effect["a"].median) > 0.0 and float(effect["b"].median) > 0.0
+
+
+def test_a_weight_diffusion_does_not_stand_in_for_a_link_compiled_apart():
+    # add_weight_diffusion has no state of its own: its running must not count for the hidden
+    # scale_by_ladam's, whose leaves would read as unchanged.
+    inner = ladam_optax.scale_by_ladam(c2=C2)
+    hidden = optax.GradientTransformation(inner.init, jax.jit(inner.update))
+    tx = optax.chain(
+        hidden, optax.scale_by_learning_rate(1e-2), ladam_optax.add_weight_diffusion(c2=C2)
+    )
+    params = {"w": jnp.ones((8, 8))}
+    grads = {"w": jax.random.normal(jax.random.key(0), (8, 8))}
+    state = tx.init(params)
+    tx.update(grads, state, params)  # the hidden link traced and cached before the diagnostic
+    with pytest.raises(ValueError, match=r"holds 1 of ladam_optax's .* but tx\.update ran 0 of"):
+        smoothing_effect(tx, state, grads, params)
 
 
 def test_a_diverged_state_is_not_a_number():
