@@ -99,8 +99,8 @@ def _summary(step: jax.Array, plain: jax.Array, unfloored: jax.Array) -> Smoothi
     if step.size == 0:
         return SmoothingEffect(*[jnp.zeros([], jnp.float32)] * 4)
     wide = jnp.promote_types(step.dtype, jnp.float32)  # bf16 steps subtracted in float32
-    change = _replicated(jnp.abs(step.astype(wide) - plain.astype(wide)).ravel())
-    size = _replicated(jnp.abs(plain.astype(wide)).ravel())
+    change = _replicated(jnp.abs(step.astype(wide) - plain.astype(wide))).ravel()
+    size = _replicated(jnp.abs(plain.astype(wide))).ravel()
     dtype = size.dtype
     relative = jnp.where(
         size > 0, change / jnp.where(size > 0, size, 1), jnp.where(change > 0, jnp.inf, 0.0)
@@ -111,7 +111,7 @@ def _summary(step: jax.Array, plain: jax.Array, unfloored: jax.Array) -> Smoothi
     # NaN: below the floor the unfloored root is of a negative number).
     slack = 8 * jnp.finfo(step.dtype).eps * jnp.abs(step.astype(wide))
     moved = ~(jnp.abs(unfloored.astype(wide) - step.astype(wide)) <= slack)
-    clamped = jnp.mean(_replicated(moved.ravel()).astype(dtype))
+    clamped = jnp.mean(_replicated(moved).ravel().astype(dtype))
     finite = jnp.all(jnp.isfinite(step)) & jnp.all(jnp.isfinite(plain))
     summary = (quantiles[0], quantiles[1], jnp.max(relative), clamped)
     return SmoothingEffect(*(jnp.where(finite, s, jnp.nan).astype(jnp.float32) for s in summary))

@@ -510,7 +510,8 @@ def test_public_signatures_match_the_spec():
         "chi_anneal_schedule": "(peak_value, total_steps, warmup_frac=0.05, settle_frac=0.3, "
         "*, repeat=False)",
         "laplacian_smoothing": "(sigma=1.0, layerwise=True, min_numel=4)",
-        "analyze_params": "(params)",
+        "analyze_params": "(params, *, fold=None)",
+        "stacked": "(axes, fold=None)",
         "auto_configure": "(params, learning_rate=0.001, total_steps=None, weight_decay=0.0, *, "
         f"fold={ladam_optax.torch_folds!r})",
         "compute_neuron_order": "(activations)",

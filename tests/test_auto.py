@@ -71,7 +71,7 @@ def _flax_tree(named: dict) -> dict:
     tree: dict = {}
     for name, value in named.items():
         (module, leaf), convert = _TO_FLAX[name]
-        tree.setdefault(module, {})[leaf] = jnp.asarray(convert(np.asarray(value)))
+        tree.setdefault(module, {})[leaf] = jnp.array(convert(np.asarray(value)))
     return tree
 
 

@@ -5,6 +5,7 @@ CPU-only operation can slip into the GPU/TPU path unseen."""
 from __future__ import annotations
 
 import jax
+import jax.export
 import jax.numpy as jnp
 import optax
 import pytest

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.export
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -310,3 +311,29 @@ def test_sharded_step_benchmark_smoke_and_the_guides_table(tmp_path):
     committed = __import__("json").loads((folder / "results" / "sharded_step.json").read_text())
     guide = (folder.parent / "docs" / "multi_device.md").read_text()
     assert script.table(committed) in guide
+
+
+def test_compile_time_benchmark_smoke_and_the_performance_table(tmp_path):
+    """The compile benchmark at its smallest setting: both programs, one device and FSDP, with
+    compile ratios and instruction counts; docs/performance.md shows the committed table."""
+    _, folder = _sharded_step_script()  # puts benchmarks/ on sys.path
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compile_time", folder / "compile_time.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = "--reps 1 --blocks 1 --d-model 32 --train-blocks 1 --train-d-model 32 --out"
+    results = script.main([*argv.split(), str(tmp_path)])
+    assert list(results["programs"]) == [
+        "update_one_device",
+        "update_fsdp_auto",
+        "update_fsdp_explicit",
+        "train_one_device",
+        "train_fsdp_auto",
+    ]
+    for row in results["programs"].values():
+        assert row["ratio"] > 0
+        assert row["ladam"]["instructions"] > row["adam"]["instructions"] > 0
+        assert row["adam"]["fusions"] > 0
+    committed = __import__("json").loads((folder / "results" / "compile_time.json").read_text())
+    assert script.table(committed) in (folder.parent / "docs" / "performance.md").read_text()

@@ -224,7 +224,8 @@ def test_sharded_training_example(tmp_path, capsys):
     assert result["losses"][-1] < 0.5 * result["losses"][0]
     assert (tmp_path / "checkpoint").is_dir()
     out = capsys.readouterr().out
-    assert "saved and restored" in out and "first moment P(None, 'model')" in out
+    assert "saved and restored" in out
+    assert re.search(r"first moment (P|PartitionSpec)\(None, 'model'\)", out), out  # jax<0.8.1
 
 
 # Flax-named leaves that torch_folds folds: a conv kernel sharded on its output axis, an
