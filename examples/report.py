@@ -74,8 +74,8 @@ def tables() -> dict[str, str]:
 def performance_table() -> str:
     """The README's performance table, from the benchmarks' committed results
     (``benchmarks/results/``: ``optimizer_step.py``'s ``results.json``, ``folds.json``,
-    ``train_step.json``, ``sharded_step.json``, ``compile_time.json`` and, once an accelerator has run
-    ``accelerator_check.sh``, ``accelerator/accelerator_check.json``)."""
+    ``train_step.json``, ``sharded_step.json``, ``compile_time.json`` and, once an accelerator
+    has run ``accelerator_check.sh``, ``accelerator/accelerator_check.json``)."""
     results = REPO / "benchmarks" / "results"
     step, folds, train, sharded, compile_time = (
         json.loads((results / f"{name}.json").read_text())
