@@ -6,6 +6,7 @@ exchange only halos (no all-gather in the compiled step), and work on Explicit-a
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -292,6 +293,35 @@ def test_torch_folds_sharded_equal_unsharded_halos_only(name):
     kinds = [m.group(2) for m in COLLECTIVE.finditer(text)]
     assert "all-gather" not in kinds and "all-to-all" not in kinds
     assert "collective-permute" in kinds
+
+
+# A group of the field (its rows or its columns) over two sharded axes: one carries the halos,
+# the other is gathered.
+TWO_CUT_CASES = [
+    ((8, 16, 24), P(None, "data", "model"), None),  # the columns (axes 1, 2)
+    ((8, 16, 24), P("data", "model", None), ladam_optax.Fold((0, 1), (2,))),  # the rows
+]
+# Explicit axes outside jax.set_mesh: the gather is a reshard to a bare PartitionSpec.
+RESHARD_WITHOUT_MESH = pytest.mark.xfail(
+    strict=True, raises=ValueError, reason="reshard to a PartitionSpec outside jax.set_mesh"
+)
+
+
+@pytest.mark.parametrize(
+    "mesh_kind",
+    ["auto", "explicit", pytest.param("explicit_without_set_mesh", marks=RESHARD_WITHOUT_MESH)],
+)
+@pytest.mark.parametrize(("shape", "spec", "fold"), TWO_CUT_CASES)
+def test_a_group_sharded_over_two_axes_equals_one_device(shape, spec, fold, mesh_kind):
+    mesh = _mesh(AxisType.Auto if mesh_kind == "auto" else AxisType.Explicit)
+    x = jax.random.normal(jax.random.key(0), shape)
+    sharded = jax.device_put(x, NamedSharding(mesh, spec))
+    smooth = jax.jit(lambda y: ladam_optax.laplacian(y, fold=fold))
+    with jax.set_mesh(mesh) if mesh_kind == "explicit" else contextlib.nullcontext():
+        got = smooth(sharded)
+    expected = ladam_optax.laplacian(x, fold=fold)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+    assert _same_sharding(got, spec)
 
 
 require("hypothesis", "for the property-based tests")
