@@ -153,6 +153,25 @@ class _Run(NamedTuple):
 
     axis: int
     outer: tuple[int, int]
+    cut: int | None = None  # the group's sharded axis where it is an outer one, not the run
+
+
+def _at_ends(slab: jax.Array, axes: range, last: bool) -> jax.Array:
+    """``slab``'s entry at index 0 (``last``: at the end) of each of ``axes``."""
+    for a in axes:
+        n = slab.shape[a]
+        slab = _lines(slab, a, n - 1, n) if last else _lines(slab, a, 0, 1)
+    return slab
+
+
+def _where_ends(slab: jax.Array, axes: range, last: bool) -> jax.Array:
+    """Whether each entry of ``slab`` sits at index 0 (``last``: at the end) of all ``axes``."""
+    mask = None
+    for a in axes:
+        index = lax.broadcasted_iota(np.int32, slab.shape, a)
+        hit = lax.eq(index, np.int32(slab.shape[a] - 1 if last else 0))
+        mask = hit if mask is None else lax.bitwise_and(mask, hit)
+    return mask
 
 
 def _carried(slab: jax.Array, outer: tuple[int, int], shift: int) -> jax.Array:
@@ -181,12 +200,37 @@ def _exchange(first, last, run: _Run, group: _Group, mesh_order: tuple[str, ...]
         return _carried(last, run.outer, 1), _carried(first, run.outer, -1)
     names, forward = _ring(group, mesh_order, 1)
     _, backward = _ring(group, mesh_order, -1)
+    if run.cut is not None:
+        return _exchange_across(first, last, run, group, names, forward, backward)
     before = lax.ppermute(last, names, forward)  # the previous shard's last slab
     after = lax.ppermute(first, names, backward)  # the next shard's first slab
     if math.prod(first.shape[run.outer[0] : run.outer[1]]) > 1:
         k, count = _shard_number(group), math.prod(group.sizes)
         before = jnp.where(k == 0, _carried(before, run.outer, 1), before)
         after = jnp.where(k == count - 1, _carried(after, run.outer, -1), after)
+    return before, after
+
+
+def _exchange_across(first, last, run: _Run, group: _Group, names, forward, backward):
+    """:func:`_exchange` where the group is sharded on an outer axis of its run (the run is the
+    group's last axis, whole here): along the flattened ``(cut, ..., run)`` axes a run's ends
+    wrap into the next index of the axes from ``cut`` on, on this shard, except at this shard's
+    first and last such index, whose neighbours are the previous shard's last and the next
+    shard's first entries (one element per outer index: the only halos), carried into the next
+    index of the axes before ``cut`` at the ends of the ring."""
+    inner, before_cut = range(run.cut, run.axis), (run.outer[0], run.cut)
+    before = _carried(last, (run.cut, run.axis), 1)
+    after = _carried(first, (run.cut, run.axis), -1)
+    received_before = lax.ppermute(_at_ends(last, inner, True), names, forward)
+    received_after = lax.ppermute(_at_ends(first, inner, False), names, backward)
+    if math.prod(first.shape[before_cut[0] : before_cut[1]]) > 1:
+        k, count = _shard_number(group), math.prod(group.sizes)
+        carried = _carried(received_before, before_cut, 1)
+        received_before = jnp.where(k == 0, carried, received_before)
+        carried = _carried(received_after, before_cut, -1)
+        received_after = jnp.where(k == count - 1, carried, received_after)
+    before = jnp.where(_where_ends(before, inner, False), received_before, before)
+    after = jnp.where(_where_ends(after, inner, True), received_after, after)
     return before, after
 
 
@@ -270,11 +314,10 @@ def _edges_apart(block, stencil: str, plan: _Plan, runs: tuple[_Run, ...], mesh_
 def _view(shape: tuple[int, ...], plan: _Plan) -> tuple[tuple[int, ...], tuple[_Run, ...]]:
     """The shape the halo body works on and each group's run in it.
 
-    A group's run starts at its sharded axis; a group whole on this shard runs along its last
-    axis, or along all its axes flattened where the last is shorter than 3. The run's axes are
-    flattened into one, every other axis is kept: where every run is one axis of the leaf (a
-    Dense kernel, a stack of them, an FSDP-sharded conv kernel), the view is the block itself
-    and the body reads it with no reshape, so XLA sees every read of the leaf for what it is.
+    A group runs along its last axis, the axes before it (the sharded one among them, if any)
+    its outer ones; where that axis is shorter than 3, along its axes from the sharded one (or
+    all of them) flattened. Mostly the view is the block itself, and the body reads it with no
+    reshape, so XLA sees every read of the leaf for what it is.
     (With a reshape in between, XLA's CPU backend could give a fused consumer that also reads
     the leaf elementwise the leaf's own buffer for its output, while the fused stencil still
     read the leaf through the reshaped view: :func:`_read_apart` guards the reshaped views;
@@ -282,10 +325,13 @@ def _view(shape: tuple[int, ...], plan: _Plan) -> tuple[tuple[int, ...], tuple[_
     view = list(shape[: plan.groups[0].start])
     runs = []
     for g in plan.groups:
-        if g.cut is not None:
-            cut = g.cut
-        else:
-            cut = g.stop - 1 if shape[g.stop - 1] >= _EDGES_APART_FROM else g.start
+        cut = g.start if g.cut is None else g.cut
+        if shape[g.stop - 1] >= _EDGES_APART_FROM:  # along the last axis, nothing flattened
+            start = len(view) - g.start
+            sharded = None if g.cut in (None, g.stop - 1) else start + g.cut
+            view += shape[g.start : g.stop]
+            runs.append(_Run(len(view) - 1, (start + g.start, len(view) - 1), sharded))
+            continue
         outer = (len(view), len(view) + cut - g.start)
         view += shape[g.start : cut]
         runs.append(_Run(len(view), outer))
