@@ -504,7 +504,7 @@ def folded_laplacian(y: jax.Array, stencil: str, batch: int, rows: int, form: st
         return _local(y, stencil, batch, rows, form)
     plan = _plan(dict(mesh.shape), y.shape, spec, batch, rows)
     moved = tuple(plan.spec) != tuple(spec) + (None,) * (y.ndim - len(tuple(spec)))
-    z = jax.sharding.reshard(y, plan.spec) if moved else y
+    z = jax.sharding.reshard(y, NamedSharding(mesh, plan.spec)) if moved else y
     if plan.halos:
         body = functools.partial(
             _halo, stencil=stencil, plan=plan, mesh_order=tuple(mesh.axis_names)
@@ -512,4 +512,4 @@ def folded_laplacian(y: jax.Array, stencil: str, batch: int, rows: int, form: st
     else:
         body = functools.partial(_local, stencil=stencil, batch=batch, rows=rows, form=form)
     out = jax.shard_map(body, mesh=mesh, in_specs=plan.spec, out_specs=plan.spec)(z)
-    return jax.sharding.reshard(out, spec) if moved else out
+    return jax.sharding.reshard(out, NamedSharding(mesh, spec)) if moved else out

@@ -176,7 +176,7 @@ def _bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
     if value is None:
         # log(decay) as log1p(decay - 1): decay - 1 is exact (Sterbenz) and log1p keeps its
         # digits, where log(x) near 1 loses ~1e-4 relative in float32.
-        return -jnp.expm1(t * jnp.log1p(jnp.asarray(decay).astype(dtype) - 1.0))
+        return -jnp.expm1(t * jnp.log1p(_scalar(decay, dtype) - 1.0))
     if value == 0.0:
         return jnp.ones([], dtype)
     return -jnp.expm1(t * math.log(value))

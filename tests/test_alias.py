@@ -635,19 +635,13 @@ def test_wave_ladamw_mask_leaves_the_masked_leaves_undecayed():
         np.testing.assert_allclose(np.asarray(masked[leaf]), np.asarray(expected[leaf]), rtol=1e-6)
 
 
-# The bias corrections cast a traced b1 / b2 as they come, complex included.
-BIAS_CORRECTION_CAST = pytest.mark.xfail(
-    strict=True, raises=DeprecationWarning, reason="complex-to-real cast in _bias_correction"
-)
-
-
 @pytest.mark.parametrize(
     "name",
     [
         "lrmsprop_momentum",
         "ladagrad",
-        pytest.param("ladam", marks=BIAS_CORRECTION_CAST),
-        pytest.param("wave_ladam", marks=BIAS_CORRECTION_CAST),
+        "ladam",
+        "wave_ladam",
     ],
 )
 def test_inject_hyperparams_on_complex_params_equals_plain(name):

@@ -301,16 +301,9 @@ TWO_CUT_CASES = [
     ((8, 16, 24), P(None, "data", "model"), None),  # the columns (axes 1, 2)
     ((8, 16, 24), P("data", "model", None), ladam_optax.Fold((0, 1), (2,))),  # the rows
 ]
-# Explicit axes outside jax.set_mesh: the gather is a reshard to a bare PartitionSpec.
-RESHARD_WITHOUT_MESH = pytest.mark.xfail(
-    strict=True, raises=ValueError, reason="reshard to a PartitionSpec outside jax.set_mesh"
-)
 
 
-@pytest.mark.parametrize(
-    "mesh_kind",
-    ["auto", "explicit", pytest.param("explicit_without_set_mesh", marks=RESHARD_WITHOUT_MESH)],
-)
+@pytest.mark.parametrize("mesh_kind", ["auto", "explicit", "explicit_without_set_mesh"])
 @pytest.mark.parametrize(("shape", "spec", "fold"), TWO_CUT_CASES)
 def test_a_group_sharded_over_two_axes_equals_one_device(shape, spec, fold, mesh_kind):
     mesh = _mesh(AxisType.Auto if mesh_kind == "auto" else AxisType.Explicit)
