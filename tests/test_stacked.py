@@ -122,6 +122,16 @@ def test_stacked_longest_prefix_wins_and_per_layer_fold_is_mapped():
     assert folds["head"]["kernel"] is None
 
 
+def test_stacked_keeps_the_per_layer_folds_own_batch_axes_and_whole_names():
+    """A per-layer fold tree with batch axes of its own (a layer's experts), in the stacked
+    leaf's axes; a prefix matches whole path names only ('layers' is not 'layers_head')."""
+    params = {"layers": {"moe": jnp.zeros((3, 4, 8, 6))}, "layers_head": jnp.zeros((8, 6))}
+    per_layer = {"layers": {"moe": Fold(rows=(1,), cols=(2,), batch=(0,))}, "layers_head": None}
+    folds = stacked({"layers": 0}, per_layer)(params)
+    assert folds["layers"]["moe"] == Fold(rows=(2,), cols=(3,), batch=(0, 1))
+    assert folds["layers_head"] is None
+
+
 @pytest.mark.parametrize(
     ("axes", "message"),
     [
