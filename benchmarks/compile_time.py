@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from _harness import apply_step, in_rounds, machine, random_params, save
+from folds import nested
 from sharded_step import place, transformer_shapes
 
 import ladam_optax
@@ -43,19 +44,6 @@ import ladam_optax
 LAYOUTS = ("one_device", "fsdp_auto", "fsdp_explicit")
 INSTRUCTION = re.compile(r"^\s+(ROOT )?%\S+ = ", re.MULTILINE)
 FUSION = re.compile(r" fusion\(")
-
-
-def nested(flat: dict) -> dict:
-    """``{"block0/query/kernel": x}`` as ``{"block0": {"query": {"kernel": x}}}``: the paths
-    ``torch_folds`` reads."""
-    tree: dict = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split("/")
-        node = tree
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[leaf] = value
-    return tree
 
 
 def transformer_loss(blocks: int, heads: int = 8):

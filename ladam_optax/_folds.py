@@ -46,6 +46,18 @@ def check_fold_spec(fold: FoldSpec) -> None:
             )
 
 
+def _per_leaf(spec: Any, treedef: Any, what: str) -> list:
+    """``spec``'s entry for each leaf of ``treedef``; raises ``ValueError`` saying ``what``
+    does not match when ``spec`` is not shaped like the params."""
+    try:
+        return treedef.flatten_up_to(spec)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{what} must be shaped like the params (a pytree with a Fold or None for each "
+            f"leaf), or a callable returning such a tree; it does not match: {error}"
+        ) from None
+
+
 def resolve_folds(fold: FoldSpec, tree: Any) -> list[Fold | None]:
     """The checked fold of every array leaf of ``tree`` (in ``jax.tree.leaves`` order).
 
@@ -58,13 +70,7 @@ def resolve_folds(fold: FoldSpec, tree: Any) -> list[Fold | None]:
         return [None] * len(jax.tree.leaves(tree))
     spec = fold(tree) if callable(fold) else fold
     with_paths, treedef, variable = flatten(tree)
-    try:
-        specs = treedef.flatten_up_to(spec)
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            "fold must be shaped like the params (a pytree with a Fold or None for each leaf), "
-            f"or a callable returning such a tree; it does not match: {error}"
-        ) from None
+    specs = _per_leaf(spec, treedef, "fold")
     folds = []
     for (path, leaf), leaf_fold in zip(with_paths, specs, strict=True):
         # Masked out, as a node or inside an NNX variable (``optax.masked`` maps its mask over
@@ -156,13 +162,7 @@ class Stacked:
         if spec is None:
             inner = [None] * len(layer_leaves)
         else:
-            try:
-                inner = treedef.flatten_up_to(spec)
-            except (ValueError, TypeError) as error:
-                raise ValueError(
-                    "stacked: the per-layer fold must be shaped like the params (a Fold or "
-                    f"None for each leaf), or a callable returning such a tree: {error}"
-                ) from None
+            inner = _per_leaf(spec, treedef, "stacked: the per-layer fold")
         folds = []
         for (path, _), layer, axes, leaf_fold in zip(
             with_paths, layer_leaves, stacks, inner, strict=True

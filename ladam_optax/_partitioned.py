@@ -166,12 +166,14 @@ def _at_ends(slab: jax.Array, axes: range, last: bool) -> jax.Array:
 
 def _where_ends(slab: jax.Array, axes: range, last: bool) -> jax.Array:
     """Whether each entry of ``slab`` sits at index 0 (``last``: at the end) of all ``axes``."""
-    mask = None
-    for a in axes:
-        index = lax.broadcasted_iota(np.int32, slab.shape, a)
-        hit = lax.eq(index, np.int32(slab.shape[a] - 1 if last else 0))
-        mask = hit if mask is None else lax.bitwise_and(mask, hit)
-    return mask
+    hits = [
+        lax.eq(
+            lax.broadcasted_iota(np.int32, slab.shape, a),
+            np.int32(slab.shape[a] - 1 if last else 0),
+        )
+        for a in axes
+    ]
+    return functools.reduce(lax.bitwise_and, hits)
 
 
 def _carried(slab: jax.Array, outer: tuple[int, int], shift: int) -> jax.Array:
@@ -218,6 +220,7 @@ def _exchange_across(first, last, run: _Run, group: _Group, names, forward, back
     first and last such index, whose neighbours are the previous shard's last and the next
     shard's first entries (one element per outer index: the only halos), carried into the next
     index of the axes before ``cut`` at the ends of the ring."""
+    assert run.cut is not None
     inner, before_cut = range(run.cut, run.axis), (run.outer[0], run.cut)
     before = _carried(last, (run.cut, run.axis), 1)
     after = _carried(first, (run.cut, run.axis), -1)

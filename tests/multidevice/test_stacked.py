@@ -51,6 +51,8 @@ UNSTACKED_CASES = [
     (5, (64, 32), P("fsdp")),  # just past the four leaves that happened to pass
     (12, (64, 8, 16), P(None, "fsdp")),  # a column group of two axes: a reshaped block
     (6, (8, 64, 16), P(None, "fsdp")),
+    (3, (16, 4, 8, 16), P(None, None, "fsdp")),  # sharded inside a group: carried at the ends
+    (3, (16, 4, 8, 2), P(None, None, "fsdp")),  # a last axis of 2: a reshaped block
 ]
 
 
